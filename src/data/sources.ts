@@ -1,0 +1,420 @@
+/**
+ * Dataset loaders: Rotten Tomatoes sentence polarity, IMDB (labeled and unlabeled), and user files (jsonl/csv/tsv).
+ * Archives are read straight from their .tar.gz (see archive.ts for where they are looked up).
+ */
+import { createReadStream } from "node:fs"
+import { readFile, stat } from "node:fs/promises"
+import { basename, extname } from "node:path"
+import { Channel, Effect, Stream } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import { CorruptArchive, DataNotFound, DecodeError, InvalidDataset, type DataError } from "../errors.ts"
+import {
+  IMDB_ARCHIVE,
+  locateArchive,
+  readMembers,
+  RT_ARCHIVE,
+  toDataError,
+  type ArchiveHandle,
+  type ArchiveSpec,
+} from "./archive.ts"
+import type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from "./types.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding helpers
+
+const utf8Fatal = new TextDecoder("utf-8", { fatal: true })
+
+/** Strict UTF-8 decode; on failure a `DecodeError` naming `where`, the byte offset and the line. */
+export const decodeUtf8 = (bytes: Uint8Array, where: string, baseOffset = 0, baseLine = 1): string => {
+  try {
+    return utf8Fatal.decode(bytes)
+  } catch {
+    // TextDecoder does not say where it failed: binary-search the shortest failing prefix (streaming mode tolerates
+    // an incomplete trailing sequence, so failure is monotone in the prefix length).
+    const fails = (n: number) => {
+      if (n > bytes.length) return true
+      try {
+        new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, n), { stream: true })
+        return false
+      } catch {
+        return true
+      }
+    }
+    let lo = 1
+    let hi = bytes.length + 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (fails(mid)) hi = mid
+      else lo = mid + 1
+    }
+    // The error shows at the first byte that cannot continue a sequence; report where that sequence began, i.e.
+    // the last point before it where the prefix decodes completely.
+    const detected = Math.min(lo - 1, bytes.length - 1)
+    let off = detected
+    for (let s = detected; s >= Math.max(0, detected - 3); s--) {
+      try {
+        new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, s))
+        off = s
+        break
+      } catch {}
+    }
+    let line = baseLine
+    for (let i = 0; i < off; i++) if (bytes[i] === 0x0a) line++
+    throw new DecodeError({
+      message: `${where} is not valid UTF-8: invalid byte 0x${bytes[off]!.toString(16).padStart(2, "0")} at byte ` +
+        `offset ${baseOffset + off} (line ${line}). Re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).`,
+    })
+  }
+}
+
+/** True ISO-8859-1 (byte n -> U+00nn); TextDecoder("latin1") would apply windows-1252 and remap 0x80-0x9f. */
+const latin1 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+
+const onDataError = (what: string) => (e: unknown) => toDataError(e, what)
+const describe = (h: ArchiveHandle, spec: ArchiveSpec) =>
+  h.kind === "archive" ? `The archive ${h.path}` : `The extracted folder ${h.path}/${spec.extractedDir}`
+
+/** Runs `f` on the located dataset, mapping anything it throws to a DataError. */
+const withArchive = <A>(loc: DataLocation, spec: ArchiveSpec, f: (h: ArchiveHandle) => Promise<A>): Effect.Effect<A, DataError> =>
+  Effect.flatMap(locateArchive(loc, spec), (h) => Effect.tryPromise({ try: () => f(h), catch: onDataError(describe(h, spec)) }))
+
+/** A re-readable stream of non-empty batches produced by `gen` (batching avoids one promise per element). */
+const batchedStream = <A>(gen: () => AsyncGenerator<NonEmptyReadonlyArray<A>, void>, what: string): Stream.Stream<A, DataError> =>
+  Stream.fromChannel(Channel.fromAsyncIterable({ [Symbol.asyncIterator]: gen }, onDataError(what)))
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rotten Tomatoes
+
+/**
+ * The v1.0 files are latin-1 with LF line ends, and byte 0x85 (NEL in latin-1) occurs inside lines, so split on
+ * "\n" only. A copy re-encoded to UTF-8 also circulates; it decodes strictly as UTF-8, which the original never does.
+ */
+const rtLines = (bytes: Uint8Array): Array<string> => {
+  let text: string
+  try {
+    text = utf8Fatal.decode(bytes)
+  } catch {
+    text = latin1(bytes)
+  }
+  const lines = text.split("\n")
+  if (lines.at(-1) === "") lines.pop()
+  return lines
+}
+
+/** RT sentence polarity: classes ["neg","pos"], all docs in `train` (neg first), no official test split. */
+export const loadRottenTomatoes = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> =>
+  withArchive(loc, RT_ARCHIVE, async (h) => {
+    const names = ["rt-polaritydata/rt-polarity.neg", "rt-polaritydata/rt-polarity.pos"]
+    const found = new Map<string, Uint8Array>()
+    for await (const m of readMembers(h, RT_ARCHIVE, (p) => names.includes(p))) found.set(m.path, m.data)
+    const missing = names.filter((n) => !found.has(n))
+    if (missing.length > 0) {
+      throw new CorruptArchive({
+        message: `${describe(h, RT_ARCHIVE)} lacks ${missing.join(" and ")}; expected the layout of ` +
+          `${RT_ARCHIVE.fileName} (v1.0). Replace it with the original archive from ${RT_ARCHIVE.canonicalUrl}.`,
+      })
+    }
+    const train: Array<LabeledDoc> = names.flatMap((n, label) => rtLines(found.get(n)!).map((text) => ({ text, label })))
+    return { name: "rt", classes: ["neg", "pos"], train, test: undefined }
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
+// IMDB
+
+const IMDB_MEMBER = /^aclImdb\/(train|test)\/(pos|neg|unsup)\/(\d+)_(\d+)\.txt$/
+
+/** IMDB labeled reviews: train/{neg,pos} and test/{neg,pos}, neg=0 pos=1, sorted by split, class, file id. */
+export const loadImdb = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> =>
+  withArchive(loc, IMDB_ARCHIVE, async (h) => {
+    const where = describe(h, IMDB_ARCHIVE)
+    const docs = { train: [] as Array<LabeledDoc>, test: [] as Array<LabeledDoc> }
+    const filter = (p: string) => {
+      const m = IMDB_MEMBER.exec(p)
+      return m !== null && m[2] !== "unsup"
+    }
+    for await (const { path, data } of readMembers(h, IMDB_ARCHIVE, filter)) {
+      const [, split, cls, id] = IMDB_MEMBER.exec(path)!
+      docs[split as "train" | "test"].push({ text: decodeUtf8(data, `${where}, member ${path},`), label: cls === "pos" ? 1 : 0, id: Number(id) })
+    }
+    for (const split of ["train", "test"] as const) {
+      for (const [label, cls] of ["neg", "pos"].entries()) {
+        if (!docs[split].some((d) => d.label === label)) {
+          throw new CorruptArchive({
+            message: `${where} has no aclImdb/${split}/${cls}/<id>_<rating>.txt files; expected the layout of ` +
+              `${IMDB_ARCHIVE.fileName}. Replace it with the original archive from ${IMDB_ARCHIVE.canonicalUrl}.`,
+          })
+        }
+      }
+      docs[split].sort((a, b) => a.label - b.label || a.id! - b.id!)
+    }
+    return { name: "imdb", classes: ["neg", "pos"], train: docs.train, test: docs.test }
+  })
+
+/** Splits a review into sentences at `.`, `!` or `?` followed by whitespace; `<br />` counts as a space. */
+export const imdbSentences = (text: string): Array<string> =>
+  text
+    .replace(/<br\s*\/?>/gi, " ")
+    .split(/(?<=[.!?])\s+/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+
+/**
+ * IMDB texts (labels ignored) of the chosen folders, streamed from the archive in archive order:
+ * "train" = train/{pos,neg}, "unsup" = train/unsup, "test" = test/{pos,neg}. Each run re-reads the archive.
+ */
+export const imdbUnlabeled = (
+  loc: DataLocation,
+  opts: { readonly include: ReadonlyArray<"train" | "unsup" | "test">; readonly sentences: boolean },
+): UnlabeledSource => {
+  const wanted = (split: string, cls: string) =>
+    cls === "unsup" ? opts.include.includes("unsup") : opts.include.includes(split as "train" | "test")
+  const filter = (p: string) => {
+    const m = IMDB_MEMBER.exec(p)
+    return m !== null && wanted(m[1]!, m[2]!)
+  }
+  return () =>
+    Stream.unwrap(
+      Effect.map(locateArchive(loc, IMDB_ARCHIVE), (h) => {
+        const where = describe(h, IMDB_ARCHIVE)
+        return batchedStream(async function* () {
+          for await (const { path, data } of readMembers(h, IMDB_ARCHIVE, filter)) {
+            const text = decodeUtf8(data, `${where}, member ${path},`)
+            const out = opts.sentences ? imdbSentences(text) : [text]
+            if (out.length > 0) yield out as unknown as NonEmptyReadonlyArray<string>
+          }
+        }, where)
+      }),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Custom files
+
+export type CustomFormat = "jsonl" | "csv" | "tsv"
+
+export interface CustomSpec {
+  readonly train: string
+  readonly test?: string | undefined
+  readonly unlabeled?: string | undefined
+  readonly format?: CustomFormat | undefined
+}
+
+interface RawRecord {
+  readonly text: string
+  readonly label: string
+}
+
+const FORMAT_BY_EXT: Record<string, CustomFormat> = { ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv" }
+
+const readBytes = async (path: string, role: string): Promise<Uint8Array> => {
+  try {
+    return await readFile(path)
+  } catch (e) {
+    const code = (e as { code?: string }).code
+    throw new DataNotFound({
+      message: code === "ENOENT"
+        ? `The ${role} file ${path} does not exist. Check the path given for the ${role} data.`
+        : `The ${role} file ${path} cannot be read (${(e as Error).message}). Check that it is a readable file.`,
+    })
+  }
+}
+
+/** Lines with 1-based numbers, CR stripped, blank lines skipped. */
+const numberedLines = (text: string): Array<[number, string]> =>
+  text.split("\n").flatMap((l, i): Array<[number, string]> => {
+    const line = l.endsWith("\r") ? l.slice(0, -1) : l
+    return line.trim() === "" ? [] : [[i + 1, line]]
+  })
+
+const malformed = (file: string, line: number, what: string) =>
+  new DecodeError({ message: `${file}:${line}: ${what}` })
+
+const parseJsonl = (text: string, file: string): Array<RawRecord> =>
+  numberedLines(text).map(([n, line]) => {
+    const expected = `each line must be a JSON object like {"text": "a review", "label": "pos"} (label: string or number).`
+    let v: unknown
+    try {
+      v = JSON.parse(line)
+    } catch (e) {
+      throw malformed(file, n, `not valid JSON (${(e as Error).message}); ${expected}`)
+    }
+    const o = v as { text?: unknown; label?: unknown }
+    const okLabel = (typeof o?.label === "string" && o.label.trim() !== "") || (typeof o?.label === "number" && Number.isFinite(o.label))
+    if (typeof v !== "object" || v === null || typeof o.text !== "string" || !okLabel) {
+      throw malformed(file, n, `missing or wrongly typed "text" or "label"; ${expected}`)
+    }
+    return { text: o.text as string, label: String(o.label).trim() }
+  })
+
+/** RFC 4180: quoted fields may hold commas, newlines and doubled quotes; rows carry their first line number. */
+const parseCsvRows = (text: string, file: string): Array<{ fields: Array<string>; line: number }> => {
+  const rows: Array<{ fields: Array<string>; line: number }> = []
+  let fields: Array<string> = []
+  let field = ""
+  let line = 1
+  let rowLine = 1
+  let state: "start" | "plain" | "quoted" | "closed" = "start"
+  const endRow = () => {
+    fields.push(field)
+    if (!(fields.length === 1 && fields[0]!.trim() === "")) rows.push({ fields, line: rowLine })
+    fields = []
+    field = ""
+    state = "start"
+  }
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!
+    if (state === "quoted") {
+      if (c === '"') {
+        if (text[i + 1] === '"') {
+          field += '"'
+          i++
+        } else state = "closed"
+      } else {
+        if (c === "\n") line++
+        field += c
+      }
+    } else if (c === ",") {
+      fields.push(field)
+      field = ""
+      state = "start"
+    } else if (c === "\n" || (c === "\r" && text[i + 1] === "\n")) {
+      if (c === "\r") i++
+      endRow()
+      line++
+      rowLine = line
+    } else if (state === "closed") {
+      throw malformed(file, line, `unexpected character ${JSON.stringify(c)} after a closing quote; inside a quoted field write a quote as "".`)
+    } else if (c === '"' && state === "start") {
+      state = "quoted"
+    } else {
+      field += c
+      state = "plain"
+    }
+  }
+  if (state === "quoted") throw malformed(file, rowLine, "a quoted field is never closed (missing \" before the end of the file).")
+  if (field !== "" || fields.length > 0) endRow()
+  return rows
+}
+
+const parseCsv = (text: string, file: string): Array<RawRecord> => {
+  const [header, ...rows] = parseCsvRows(text, file)
+  if (header === undefined) return []
+  const names = header.fields.map((f) => f.trim().toLowerCase())
+  const ti = names.indexOf("text")
+  const li = names.indexOf("label")
+  if (ti < 0 || li < 0) {
+    throw new InvalidDataset({
+      message: `${file}: the CSV header must have columns named "text" and "label", found ${JSON.stringify(header.fields)}. ` +
+        `Add a header line such as label,text (or use TSV: label<TAB>text without header).`,
+    })
+  }
+  return rows.map(({ fields, line }) => {
+    if (fields.length !== names.length) {
+      throw malformed(file, line, `expected ${names.length} fields as in the header, found ${fields.length}; quote fields that contain commas or newlines.`)
+    }
+    const label = fields[li]!.trim()
+    if (label === "") throw malformed(file, line, "the label field is empty.")
+    return { text: fields[ti]!, label }
+  })
+}
+
+const parseTsv = (text: string, file: string): Array<RawRecord> =>
+  numberedLines(text).map(([n, line]) => {
+    const tab = line.indexOf("\t")
+    const label = tab < 0 ? "" : line.slice(0, tab).trim()
+    if (label === "") throw malformed(file, n, "expected label<TAB>text (a non-empty label, a tab, then the text; no header line).")
+    return { text: line.slice(tab + 1), label }
+  })
+
+const NUMERIC = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
+
+/** Numeric labels sort numerically (so "10" follows "9"), otherwise by code unit order (locale-independent). */
+const sortLabels = (labels: Iterable<string>): Array<string> => {
+  const all = [...new Set(labels)]
+  const numeric = all.every((l) => NUMERIC.test(l))
+  return all.sort((a, b) => (numeric ? Number(a) - Number(b) : 0) || (a < b ? -1 : a > b ? 1 : 0))
+}
+
+const loadLabeledFile = async (path: string, role: string, format: CustomFormat): Promise<Array<RawRecord>> => {
+  const text = decodeUtf8(await readBytes(path, role), `The ${role} file ${path}`)
+  const records = format === "jsonl" ? parseJsonl(text, path) : format === "csv" ? parseCsv(text, path) : parseTsv(text, path)
+  if (records.length === 0) {
+    throw new InvalidDataset({
+      message: `The ${role} file ${path} has no records. Expected ${format === "jsonl" ? 'JSON lines {"text": ..., "label": ...}' : format === "csv" ? "a header with text and label columns, then one row per document" : "lines of label<TAB>text"}.`,
+    })
+  }
+  return records
+}
+
+/** Streams the lines of a text file as documents (blank lines skipped), decoding UTF-8 strictly line by line. */
+const unlabeledLines = (path: string): UnlabeledSource => () =>
+  batchedStream(async function* () {
+    let carry: Uint8Array = new Uint8Array(0)
+    let offset = 0 // byte offset of `carry`'s start in the file
+    let line = 1
+    const emit = (bytes: Uint8Array, out: Array<string>) => {
+      const s = decodeUtf8(bytes, `The unlabeled file ${path}`, offset, line)
+      const l = s.endsWith("\r") ? s.slice(0, -1) : s
+      if (l.trim() !== "") out.push(l)
+    }
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>) {
+      const buf = carry.length === 0 ? chunk : Buffer.concat([carry, chunk])
+      const out: Array<string> = []
+      let start = 0
+      for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+        emit(buf.subarray(start, nl), out)
+        offset += nl + 1 - start
+        line++
+        start = nl + 1
+      }
+      carry = buf.subarray(start)
+      if (out.length > 0) yield out as unknown as NonEmptyReadonlyArray<string>
+    }
+    const out: Array<string> = []
+    if (carry.length > 0) emit(carry, out)
+    if (out.length > 0) yield out as unknown as NonEmptyReadonlyArray<string>
+  }, `The unlabeled file ${path}`)
+
+/**
+ * User data: `train` (and optional `test`) as JSONL `{"text","label"}`, CSV with a text/label header, or TSV
+ * `label<TAB>text`; format from the extension unless given. Classes are the distinct train labels, sorted.
+ * `unlabeled` is a plain text file, one document per line, streamed.
+ */
+export const loadCustom = (
+  spec: CustomSpec,
+): Effect.Effect<{ corpus: LabeledCorpus; unlabeled: UnlabeledSource | undefined }, DataError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const format = spec.format ?? FORMAT_BY_EXT[extname(spec.train).toLowerCase()]
+      if (format === undefined) {
+        throw new InvalidDataset({
+          message: `Cannot tell the format of ${spec.train} from its extension; name it .jsonl, .csv or .tsv, or set the format explicitly (jsonl, csv or tsv).`,
+        })
+      }
+      const train = await loadLabeledFile(spec.train, "training", format)
+      const test = spec.test === undefined ? undefined : await loadLabeledFile(spec.test, "test", spec.format ?? FORMAT_BY_EXT[extname(spec.test).toLowerCase()] ?? format)
+      const classes = sortLabels(train.map((r) => r.label))
+      if (classes.length < 2) {
+        throw new InvalidDataset({
+          message: `The training file ${spec.train} needs at least two classes, found only '${classes[0]}'. A classifier needs examples of every class; check the label column.`,
+        })
+      }
+      const index = new Map(classes.map((c, i) => [c, i]))
+      const unseen = test?.find((r) => !index.has(r.label))
+      if (unseen !== undefined) {
+        throw new InvalidDataset({
+          message: `The test file ${spec.test} has label '${unseen.label}', which never occurs in the training file ${spec.train} (classes: ${classes.map((c) => `'${c}'`).join(", ")}). Fix the label or add training examples of that class.`,
+        })
+      }
+      const toDocs = (rs: Array<RawRecord>) => rs.map((r): LabeledDoc => ({ text: r.text, label: index.get(r.label)! }))
+      if (spec.unlabeled !== undefined) {
+        const st = await stat(spec.unlabeled).catch(() => undefined)
+        if (!st?.isFile()) {
+          throw new DataNotFound({ message: `The unlabeled file ${spec.unlabeled} does not exist or is not a file. Check the path, or leave the unlabeled data out.` })
+        }
+      }
+      const corpus: LabeledCorpus = { name: basename(spec.train, extname(spec.train)), classes, train: toDocs(train), test: test && toDocs(test) }
+      return { corpus, unlabeled: spec.unlabeled === undefined ? undefined : unlabeledLines(spec.unlabeled) }
+    },
+    catch: onDataError(`The training file ${spec.train}`),
+  })

@@ -1,0 +1,142 @@
+/**
+ * The model (spec A2): frequency-normalized word embeddings → embedding dropout → one LSTM layer → ReLU hidden layer →
+ * one logit (2 classes, sigmoid) or C logits (softmax). Everything here is a pure function of a parameter record, so
+ * the same code runs the trainable weights and their EMA copy.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import type { Rng } from "../random.ts"
+
+export interface ModelShape {
+  readonly vocabSize: number
+  readonly embeddingDim: number
+  readonly lstmUnits: number
+  readonly hiddenUnits: number
+  readonly numClasses: number
+}
+
+/** Parameter names; anything whose name starts with "embedding" is excluded from gradient clipping (spec A4.1). */
+export const EMBEDDING = "embedding"
+export type Params = Readonly<Record<string, tf.Tensor>>
+
+/** Output units: one logit for binary classification, else one per class. */
+export const outputUnits = (numClasses: number): number => (numClasses === 2 ? 1 : numClasses)
+
+function uniform(shape: Array<number>, limit: number, random: Rng): Float32Array {
+  const size = shape.reduce((a, b) => a * b, 1)
+  const out = new Float32Array(size)
+  for (let i = 0; i < size; i++) out[i] = (random.uniform() * 2 - 1) * limit
+  return out
+}
+
+/** Initial values (spec A2): embedding U(−1, 1); glorot-uniform kernels (the LSTM's over its fused [D+H, 4H]); zero biases. */
+export function initialParams(shape: ModelShape, random: Rng): Record<string, tf.Tensor> {
+  const { vocabSize: V, embeddingDim: D, lstmUnits: H, hiddenUnits: K } = shape
+  const O = outputUnits(shape.numClasses)
+  const glorot = (fanIn: number, fanOut: number) => Math.sqrt(6 / (fanIn + fanOut))
+  const lstmLimit = glorot(D + H, 4 * H)
+  return {
+    [EMBEDDING]: tf.tensor2d(uniform([V, D], 1, random), [V, D]),
+    "lstm/inputKernel": tf.tensor2d(uniform([D, 4 * H], lstmLimit, random), [D, 4 * H]),
+    "lstm/recurrentKernel": tf.tensor2d(uniform([H, 4 * H], lstmLimit, random), [H, 4 * H]),
+    "lstm/bias": tf.zeros([4 * H]),
+    "head/hiddenKernel": tf.tensor2d(uniform([H, K], glorot(H, K), random), [H, K]),
+    "head/hiddenBias": tf.zeros([K]),
+    "head/outputKernel": tf.tensor2d(uniform([K, O], glorot(K, O), random), [K, O]),
+    "head/outputBias": tf.zeros([O])
+  }
+}
+
+/**
+ * Paper Eq. (1): v̄_k = (v_k − E(v)) / sqrt(Var(v)), E and Var weighted by unigram frequency f, per dimension, with
+ * ε = 1e-6 inside the root. Recomputed from the raw matrix at every forward pass, so gradients reach every row.
+ */
+export function normalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const f = tf.reshape(frequencies, [-1, 1])
+    const mean = tf.sum(tf.mul(f, embedding), 0, true)
+    const centered = tf.sub(embedding, mean)
+    const variance = tf.sum(tf.mul(f, tf.square(centered)), 0, true)
+    return tf.div(centered, tf.sqrt(tf.add(variance, 1e-6))) as tf.Tensor2D
+  })
+}
+
+/**
+ * Variational embedding dropout (spec A2.1): one keep/drop decision per example and embedding dimension, shared over
+ * time steps, scaled by 1/keep (inverted dropout). Returns a [B, 1, D] multiplier, or undefined when keep = 1.
+ */
+export function embeddingDropoutMask(batch: number, dim: number, keepProb: number, random: Rng): tf.Tensor3D | undefined {
+  if (keepProb >= 1) return undefined
+  const mask = new Float32Array(batch * dim)
+  for (let i = 0; i < mask.length; i++) mask[i] = random.uniform() < keepProb ? 1 / keepProb : 0
+  return tf.tensor3d(mask, [batch, 1, dim])
+}
+
+/** Look up ids [B, T] in the (normalized) table and apply the dropout mask: the `e` that perturbations are added to. */
+export function embed(table: tf.Tensor2D, ids: tf.Tensor2D, dropoutMask: tf.Tensor3D | undefined): tf.Tensor3D {
+  const [B, T] = ids.shape
+  const looked = tf.reshape(tf.gather(table, tf.reshape(ids, [-1])), [B, T, table.shape[1]]) as tf.Tensor3D
+  return dropoutMask === undefined ? looked : tf.mul(looked, dropoutMask)
+}
+
+export interface LstmState {
+  readonly c: tf.Tensor2D
+  readonly h: tf.Tensor2D
+}
+
+/** [T, B, 1] float mask: 1 where t < length. */
+export function timeMask(lengths: Int32Array, steps: number): tf.Tensor3D {
+  const B = lengths.length
+  const m = new Float32Array(steps * B)
+  for (let t = 0; t < steps; t++) for (let b = 0; b < B; b++) m[t * B + b] = t < lengths[b] ? 1 : 0
+  return tf.tensor3d(m, [steps, B, 1])
+}
+
+/**
+ * A unidirectional LSTM (TF BasicLSTMCell, forget bias 0, gates i, j, f, o) over inputs [B, T, D]. Steps at or past a
+ * sequence's length leave its state unchanged, so the returned state is the one at the last valid step (the EOS).
+ */
+export function lstm(params: Params, inputs: tf.Tensor3D, mask: tf.Tensor3D, initial: LstmState | undefined): LstmState {
+  const [B, T, D] = inputs.shape
+  const H = params["lstm/recurrentKernel"].shape[0]
+  // All input projections in one GEMM; only the recurrent product stays per step.
+  const projected = tf.reshape(tf.matMul(tf.reshape(inputs, [B * T, D]), params["lstm/inputKernel"] as tf.Tensor2D), [B, T, 4 * H])
+  const perStep = tf.unstack(tf.add(tf.transpose(projected, [1, 0, 2]), params["lstm/bias"]))
+  const masks = tf.unstack(mask)
+  let c = initial?.c ?? tf.zeros([B, H])
+  let h = initial?.h ?? tf.zeros([B, H])
+  for (let t = 0; t < T; t++) {
+    const z = tf.add(perStep[t], tf.matMul(h, params["lstm/recurrentKernel"] as tf.Tensor2D))
+    const [i, j, f, o] = tf.split(z, 4, 1)
+    const cNext = tf.add(tf.mul(c, tf.sigmoid(f)), tf.mul(tf.sigmoid(i), tf.tanh(j)))
+    const hNext = tf.mul(tf.tanh(cNext), tf.sigmoid(o))
+    const m = masks[t] as tf.Tensor2D
+    c = tf.add(c, tf.mul(m, tf.sub(cNext, c)))
+    h = tf.add(h, tf.mul(m, tf.sub(hNext, h)))
+  }
+  return { c: c as tf.Tensor2D, h: h as tf.Tensor2D }
+}
+
+export interface HeadOutput {
+  readonly logits: tf.Tensor2D
+  /** ReLU activations [B, K], for dead-unit monitoring. */
+  readonly hidden: tf.Tensor2D
+}
+
+/** Classifier head (spec A2.3) on the LSTM output at the last valid step. */
+export function head(params: Params, features: tf.Tensor2D): HeadOutput {
+  const hidden = tf.relu(tf.add(tf.matMul(features, params["head/hiddenKernel"] as tf.Tensor2D), params["head/hiddenBias"])) as tf.Tensor2D
+  const logits = tf.add(tf.matMul(hidden, params["head/outputKernel"] as tf.Tensor2D), params["head/outputBias"]) as tf.Tensor2D
+  return { logits, hidden }
+}
+
+/** z(e): logits from an embedded window e (after dropout, plus any perturbation) and its initial state. */
+export function logitsFromEmbedded(params: Params, e: tf.Tensor3D, mask: tf.Tensor3D, initial: LstmState | undefined): HeadOutput {
+  return head(params, lstm(params, e, mask, initial).h)
+}
+
+/** Predicted class: logit > 0 for one logit (spec A2.3, after the #3269 fix), argmax otherwise. */
+export function predict(logits: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() =>
+    logits.shape[1] === 1 ? (tf.cast(tf.greater(tf.reshape(logits, [-1]), 0), "int32") as tf.Tensor1D) : (tf.argMax(logits, 1) as tf.Tensor1D)
+  )
+}

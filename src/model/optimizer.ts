@@ -1,0 +1,86 @@
+/**
+ * Optimizer (spec A4.1): Adam with TF1 semantics (bias correction folded into the step size), an exact per-step
+ * exponential learning-rate decay, global-norm clipping over every variable except the embedding (whose gradient is
+ * dense through Eq. 1 and left unclipped), and an exponential moving average of all weights used for evaluation.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { EMBEDDING } from "./classifier.ts"
+
+export interface OptimizerConfig {
+  readonly learningRate: number
+  readonly learningRateDecay: number
+  readonly maxGradNorm: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly epsilon: number
+  readonly emaDecay: number
+}
+
+/** All tensors a training run owns; every one is a tf.Variable so updates happen in place. */
+export interface TrainState {
+  readonly params: Record<string, tf.Variable>
+  readonly adamM: Record<string, tf.Variable>
+  readonly adamV: Record<string, tf.Variable>
+  readonly ema: Record<string, tf.Variable>
+  /** Number of optimizer steps taken so far (TF's global_step). */
+  step: number
+}
+
+export function createTrainState(initial: Record<string, tf.Tensor>, step = 0): TrainState {
+  const params: Record<string, tf.Variable> = {}
+  const adamM: Record<string, tf.Variable> = {}
+  const adamV: Record<string, tf.Variable> = {}
+  const ema: Record<string, tf.Variable> = {}
+  for (const [name, value] of Object.entries(initial)) {
+    params[name] = tf.variable(value, true, `params/${name}`)
+    adamM[name] = tf.variable(tf.zerosLike(value), false, `adam_m/${name}`)
+    adamV[name] = tf.variable(tf.zerosLike(value), false, `adam_v/${name}`)
+    ema[name] = tf.variable(value, false, `ema/${name}`)
+  }
+  return { params, adamM, adamV, ema, step }
+}
+
+export function disposeTrainState(state: TrainState): void {
+  for (const group of [state.params, state.adamM, state.adamV, state.ema]) for (const v of Object.values(group)) v.dispose()
+}
+
+export const learningRateAt = (config: OptimizerConfig, step: number): number => config.learningRate * Math.pow(config.learningRateDecay, step)
+
+/** Names of the variables whose gradients are clipped: all but the embedding. */
+export const isClipped = (name: string): boolean => !name.startsWith(EMBEDDING)
+
+/** tf.clipByGlobalNorm: g · maxNorm / max(‖g‖, maxNorm) over the clipped group. Returns clipped grads and the norm. */
+export function clipByGlobalNorm(
+  grads: Readonly<Record<string, tf.Tensor>>,
+  maxNorm: number
+): { readonly grads: Record<string, tf.Tensor>; readonly globalNorm: tf.Scalar } {
+  const clippedNames = Object.keys(grads).filter(isClipped)
+  const globalNorm = tf.sqrt(tf.addN(clippedNames.map((n) => tf.sum(tf.square(grads[n]))))) as tf.Scalar
+  const scale = tf.div(maxNorm, tf.maximum(globalNorm, maxNorm))
+  const out: Record<string, tf.Tensor> = {}
+  for (const [name, g] of Object.entries(grads)) out[name] = isClipped(name) ? tf.mul(g, scale) : g
+  return { grads: out, globalNorm }
+}
+
+/** One Adam step plus the EMA update. `grads` are consumed inside a tidy by the caller. */
+export function applyGradients(state: TrainState, grads: Readonly<Record<string, tf.Tensor>>, config: OptimizerConfig): void {
+  const t = state.step + 1
+  const lr = learningRateAt(config, state.step)
+  const stepSize = (lr * Math.sqrt(1 - Math.pow(config.beta2, t))) / (1 - Math.pow(config.beta1, t))
+  // TF's ExponentialMovingAverage with num_updates: decay = min(decay, (1 + t) / (10 + t)).
+  const emaDecay = Math.min(config.emaDecay, (1 + t) / (10 + t))
+  tf.tidy(() => {
+    for (const [name, param] of Object.entries(state.params)) {
+      const g = grads[name]
+      if (g === undefined) continue
+      const m = tf.add(tf.mul(state.adamM[name], config.beta1), tf.mul(g, 1 - config.beta1))
+      const v = tf.add(tf.mul(state.adamV[name], config.beta2), tf.mul(tf.square(g), 1 - config.beta2))
+      state.adamM[name].assign(m)
+      state.adamV[name].assign(v)
+      param.assign(tf.sub(param, tf.mul(stepSize, tf.div(m, tf.add(tf.sqrt(v), config.epsilon)))))
+      const shadow = state.ema[name]
+      shadow.assign(tf.sub(shadow, tf.mul(1 - emaDecay, tf.sub(shadow, param))))
+    }
+  })
+  state.step = t
+}

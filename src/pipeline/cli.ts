@@ -1,0 +1,95 @@
+/**
+ * `bun run pipeline <config.ts> [--data-dir DIR] [--run-dir DIR] [--set key=value ...] [--resume RUN_DIR]`
+ *
+ * Exit codes: 0 done · 1 a data/run error (one paragraph, no stack trace) · 2 a bad config or flag · 130 stopped by
+ * Ctrl-C after writing a checkpoint (a second Ctrl-C exits at once).
+ */
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Option, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { existsSync, readFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { ConfigError, type UserError } from "../errors.ts"
+import { type Config, loadConfigFile, resolveConfig } from "./config.ts"
+import { consoleProgress } from "./progress.ts"
+import { runPipeline, type StopSignal } from "./run.ts"
+
+const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
+
+function fail(error: UserError): void {
+  process.stderr.write(`\nerror (${error._tag}): ${error.message}\n`)
+  process.exitCode = error._tag === "ConfigError" ? 2 : 1
+}
+
+async function loadConfig(configPath: string | undefined, resumeDir: string | undefined, overrides: ReadonlyArray<string>): Promise<Config> {
+  if (resumeDir !== undefined) {
+    const saved = join(resumeDir, "config.json")
+    if (!existsSync(saved)) throw new ConfigError({ message: `--resume ${resumeDir}: no config.json there; is it a run directory?` })
+    return resolveConfig(JSON.parse(readFileSync(saved, "utf8")), overrides, saved)
+  }
+  if (configPath === undefined) throw new ConfigError({ message: "missing the config file argument, e.g. bun run pipeline configs/rt-cpu.ts" })
+  const absolute = resolve(configPath)
+  if (!existsSync(absolute)) throw new ConfigError({ message: `config file ${configPath} does not exist.` })
+  return loadConfigFile(absolute, overrides)
+}
+
+const defaultRunDir = (config: Config) => join("runs", `${config.name}-${config.method}-seed${config.seed}-${new Date().toISOString().replace(/[:.]/g, "-")}`)
+
+const pipeline = Command.make(
+  "pipeline",
+  {
+    config: Argument.String("config").pipe(Argument.withDescription("experiment config (e.g. configs/rt-cpu.ts)"), Argument.optional),
+    dataDir: Flag.String("data-dir").pipe(
+      Flag.withDescription("folder holding the dataset archives (default: $ADVTEXT_DATA_DIR, then the download cache)"),
+      Flag.optional
+    ),
+    runDir: Flag.String("run-dir").pipe(Flag.withDescription("where to write config, metrics, checkpoints and summary"), Flag.optional),
+    set: Flag.String("set").pipe(Flag.withDescription("override a config field, e.g. --set train.steps=200 (repeatable)"), Flag.atLeast(0)),
+    resume: Flag.String("resume").pipe(Flag.withDescription("continue the run in this directory from its checkpoint"), Flag.optional),
+    cacheDir: Flag.String("cache-dir").pipe(Flag.withDescription("download cache (default $XDG_CACHE_HOME/advtext)"), Flag.optional)
+  },
+  (args) =>
+    Effect.promise(async () => {
+      const resumeDir = Option.getOrUndefined(args.resume)
+      let config: Config
+      try {
+        config = await loadConfig(Option.getOrUndefined(args.config), resumeDir, args.set)
+      } catch (e) {
+        if (isUserError(e)) return fail(e)
+        throw e
+      }
+      const runDir = resumeDir ?? Option.getOrUndefined(args.runDir) ?? defaultRunDir(config)
+      const stop: StopSignal = { requested: false }
+      const onSigint = () => {
+        if (stop.requested) process.exit(130)
+        stop.requested = true
+        process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
+      }
+      process.on("SIGINT", onSigint)
+      const progress = consoleProgress()
+      const exit = await Effect.runPromiseExit(
+        runPipeline(config, {
+          runDir,
+          dataDir: Option.getOrUndefined(args.dataDir),
+          cacheDir: Option.getOrUndefined(args.cacheDir),
+          resume: resumeDir !== undefined,
+          progress,
+          stop
+        }).pipe(Effect.result)
+      )
+      process.off("SIGINT", onSigint)
+      progress.done()
+      if (exit._tag === "Failure") throw exit.cause
+      const result = exit.value
+      if (Result.isFailure(result)) return fail(result.failure)
+      if (result.success.status === "interrupted") process.exitCode = 130
+      else process.stdout.write(JSON.stringify(result.success.summary) + "\n")
+    })
+)
+
+if (import.meta.main) {
+  pipeline.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), Effect.runPromise).catch((cause) => {
+    process.stderr.write(`internal error: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`)
+    process.exitCode = 1
+  })
+}

@@ -1,0 +1,176 @@
+/**
+ * Experiment configuration: plain typed data with defaults (an experiment is a config file, not a code fork).
+ * A config file exports `defineConfig({...})` with only what differs from `DEFAULTS`; the CLI merges it with the
+ * defaults and `--set key=value` overrides, then validates the whole object at once, listing every invalid or unknown
+ * field in one message.
+ */
+import { type } from "arktype"
+import { ConfigError } from "../errors.ts"
+
+const Config = type({
+  "+": "reject",
+  name: "string",
+  seed: "number.integer >= 0",
+  backend: "'auto' | 'tensorflow' | 'wasm' | 'cpu'",
+  method: "'baseline'",
+  dataset: {
+    "+": "reject",
+    kind: "'rt' | 'imdb' | 'custom'",
+    "train?": "string",
+    "test?": "string",
+    "unlabeled?": "string",
+    "format?": "'jsonl' | 'csv' | 'tsv'"
+  },
+  data: {
+    "+": "reject",
+    lowercase: "boolean",
+    tokenizer: "'ascii' | 'unicode'",
+    testFraction: "0 < number < 1",
+    validationFraction: "0 <= number < 1",
+    maxVocab: "number.integer >= 1",
+    minDocCount: "number.integer >= 1",
+    window: "number.integer >= 1"
+  },
+  unlabeled: {
+    "+": "reject",
+    source: "'none' | 'imdb-sentences' | 'imdb-unsup' | 'custom'",
+    maxTokens: "number.integer >= 0",
+    addsTokens: "boolean",
+    limit: "number.integer >= 0"
+  },
+  model: {
+    "+": "reject",
+    embeddingDim: "number.integer >= 1",
+    lstmUnits: "number.integer >= 1",
+    hiddenUnits: "number.integer >= 1",
+    embeddingKeepProb: "0 < number <= 1",
+    normalizeEmbeddings: "boolean"
+  },
+  train: {
+    "+": "reject",
+    steps: "number.integer >= 1",
+    batchSize: "number.integer >= 1",
+    unlabeledBatchSize: "number.integer >= 1",
+    learningRate: "number > 0",
+    learningRateDecay: "0 < number <= 1",
+    maxGradNorm: "number > 0",
+    beta1: "0 <= number < 1",
+    beta2: "0 <= number < 1",
+    adamEpsilon: "number > 0",
+    emaDecay: "0 <= number < 1",
+    logEvery: "number.integer >= 1",
+    evalEvery: "number.integer >= 0",
+    checkpointEvery: "number.integer >= 1",
+    evalBatchSize: "number.integer >= 1"
+  }
+})
+
+export type Config = typeof Config.infer
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
+export type ConfigInput = DeepPartial<Config>
+
+/** The reference code's classifier defaults (spec A4), sized for the paper's RT setting unless a config says otherwise. */
+export const DEFAULTS: Config = {
+  name: "experiment",
+  seed: 0,
+  backend: "auto",
+  method: "baseline",
+  dataset: { kind: "rt" },
+  data: {
+    lowercase: true,
+    tokenizer: "ascii",
+    testFraction: 0.1,
+    validationFraction: 0.1,
+    maxVocab: 100_000,
+    minDocCount: 2,
+    window: 400
+  },
+  unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
+  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true },
+  train: {
+    steps: 10_000,
+    batchSize: 64,
+    unlabeledBatchSize: 512,
+    learningRate: 5e-4,
+    learningRateDecay: 0.9998,
+    maxGradNorm: 1.0,
+    beta1: 0.9,
+    beta2: 0.999,
+    adamEpsilon: 1e-8,
+    emaDecay: 0.999,
+    logEvery: 50,
+    evalEvery: 500,
+    checkpointEvery: 500,
+    evalBatchSize: 256
+  }
+}
+
+/** Identity with types: what config files export. */
+export const defineConfig = (config: ConfigInput): ConfigInput => config
+
+const isPlainObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
+
+export function deepMerge(base: unknown, override: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(override)) return override === undefined ? base : override
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(override)) out[k] = deepMerge(base[k], v)
+  return out
+}
+
+/** `--set a.b=value`: value parsed as JSON when it is valid JSON (numbers, booleans, quoted strings), else a string. */
+export function applyOverrides(config: unknown, overrides: ReadonlyArray<string>): unknown {
+  const problems: Array<string> = []
+  let out = config
+  for (const item of overrides) {
+    const eq = item.indexOf("=")
+    if (eq <= 0) {
+      problems.push(`--set ${item}: expected key=value, e.g. --set train.steps=100`)
+      continue
+    }
+    const path = item.slice(0, eq).split(".")
+    const raw = item.slice(eq + 1)
+    let value: unknown = raw
+    try {
+      value = JSON.parse(raw)
+    } catch {
+      // a bare string such as --set backend=wasm
+    }
+    const patch = path.reduceRight<unknown>((acc, key) => ({ [key]: acc }), value)
+    out = deepMerge(out, patch)
+  }
+  if (problems.length > 0) throw new ConfigError({ message: problems.join("\n") })
+  return out
+}
+
+/** Merge user input over the defaults and validate; every problem is listed in one ConfigError. */
+export function resolveConfig(input: unknown, overrides: ReadonlyArray<string> = [], source = "config"): Config {
+  if (!isPlainObject(input)) {
+    throw new ConfigError({ message: `${source}: expected an object (export default defineConfig({...})), got ${typeof input}.` })
+  }
+  const merged = applyOverrides(deepMerge(DEFAULTS, input), overrides)
+  const out = Config(merged)
+  if (out instanceof type.errors) {
+    const lines = out.map((e) => `  - ${e.message}`)
+    throw new ConfigError({ message: `${source} is invalid (${lines.length} problem${lines.length > 1 ? "s" : ""}):\n${lines.join("\n")}` })
+  }
+  const config = out as Config
+  if (config.dataset.kind === "custom" && config.dataset.train === undefined) {
+    throw new ConfigError({ message: `${source} is invalid:\n  - dataset.train must be set (a JSONL, CSV or TSV file) when dataset.kind is "custom"` })
+  }
+  if (config.unlabeled.source === "custom" && config.dataset.unlabeled === undefined) {
+    throw new ConfigError({ message: `${source} is invalid:\n  - unlabeled.source "custom" needs dataset.unlabeled (a text file, one document per line)` })
+  }
+  return config
+}
+
+/** Load a config module (default export, or export `config`), resolve and validate it. */
+export async function loadConfigFile(path: string, overrides: ReadonlyArray<string>): Promise<Config> {
+  let mod: Record<string, unknown>
+  try {
+    mod = (await import(path)) as Record<string, unknown>
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message.split("\n")[0] : String(cause)
+    throw new ConfigError({ message: `cannot load config file ${path}: ${why}` })
+  }
+  return resolveConfig(mod.default ?? mod.config, overrides, path)
+}

@@ -1,0 +1,182 @@
+/**
+ * The data half of the stage graph: source → split → tokenize → frequency table → vocabulary → encode.
+ *
+ *   labeled train ─┐                      ┌→ encode → labeled training docs      (NLL / AT stream)
+ *   unlabeled ─────┼→ tokenize → count ──→ vocab ─┼→ encode → unlabeled docs (+ labeled train, labels dropped: VAT stream)
+ *   validation, test ─→ tokenize ──────────┘  └→ encode → evaluation docs
+ *
+ * Unlabeled text is streamed from its archive and kept only as interned Int32Arrays, never as strings or tensors.
+ */
+import { Effect, Stream } from "effect"
+import { imdbUnlabeled, loadCustom, loadImdb, loadRottenTomatoes } from "../data/sources.ts"
+import type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from "../data/types.ts"
+import { type DataError, InvalidDataset } from "../errors.ts"
+import { permutation, rng } from "../random.ts"
+import { encodeDocument, type EncodedDoc } from "../stages/batch.ts"
+import { tokenizeStage } from "../stages/tokenize.ts"
+import { FrequencyTable, type Vocabulary } from "../stages/vocabulary.ts"
+import type { Config } from "./config.ts"
+
+export interface PreparedData {
+  readonly classes: ReadonlyArray<string>
+  readonly vocabulary: Vocabulary
+  readonly train: ReadonlyArray<EncodedDoc>
+  readonly validation: ReadonlyArray<EncodedDoc>
+  readonly test: ReadonlyArray<EncodedDoc>
+  /** Unlabeled documents only (the VAT stream adds the labeled training docs to these). */
+  readonly unlabeled: ReadonlyArray<EncodedDoc>
+  /** Documents dropped because no word was in the vocabulary, per split. */
+  readonly skipped: Readonly<Record<string, number>>
+}
+
+/** The labeled corpus and the unlabeled source named by the config. */
+export const loadSources = (
+  config: Config,
+  location: DataLocation
+): Effect.Effect<{ readonly corpus: LabeledCorpus; readonly unlabeled: UnlabeledSource | undefined }, DataError> =>
+  Effect.gen(function* () {
+    const ds = config.dataset
+    let corpus: LabeledCorpus
+    let customUnlabeled: UnlabeledSource | undefined
+    if (ds.kind === "rt") corpus = yield* loadRottenTomatoes(location)
+    else if (ds.kind === "imdb") corpus = yield* loadImdb(location)
+    else {
+      const custom = yield* loadCustom({ train: ds.train!, test: ds.test, unlabeled: ds.unlabeled, format: ds.format })
+      corpus = custom.corpus
+      customUnlabeled = custom.unlabeled
+    }
+    const source = config.unlabeled.source
+    const unlabeled: UnlabeledSource | undefined =
+      source === "imdb-sentences"
+        ? imdbUnlabeled(location, { include: ["train", "unsup"], sentences: true })
+        : source === "imdb-unsup"
+          ? imdbUnlabeled(location, { include: ["unsup"], sentences: false })
+          : source === "custom"
+            ? customUnlabeled
+            : undefined
+    return { corpus, unlabeled }
+  })
+
+/** Paper split for corpora without a test set (RT: random 90/10 by seed), then a validation slice carved from train. */
+export function splitCorpus(
+  corpus: LabeledCorpus,
+  config: Config
+): { readonly train: ReadonlyArray<LabeledDoc>; readonly validation: ReadonlyArray<LabeledDoc>; readonly test: ReadonlyArray<LabeledDoc> } {
+  let train = corpus.train
+  let test = corpus.test
+  if (test === undefined) {
+    const order = permutation(train.length, rng(config.seed, "test-split"))
+    const nTest = Math.round(train.length * config.data.testFraction)
+    const all = train
+    test = Array.from(order.subarray(0, nTest), (i) => all[i])
+    train = Array.from(order.subarray(nTest), (i) => all[i])
+  }
+  const order = permutation(train.length, rng(config.seed, "validation-split"))
+  const nValidation = Math.round(train.length * config.data.validationFraction)
+  return {
+    validation: Array.from(order.subarray(0, nValidation), (i) => train[i]),
+    train: Array.from(order.subarray(nValidation), (i) => train[i]),
+    test
+  }
+}
+
+const checkLabeled = (what: string, docs: ReadonlyArray<{ readonly label: number }>, classes: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    if (docs.length === 0) {
+      return yield* new InvalidDataset({ message: `the ${what} split is empty: there is nothing to train or evaluate on. Check the dataset files and the split fractions.` })
+    }
+    const present = new Set(docs.map((d) => d.label))
+    if (what === "training" && present.size < 2) {
+      return yield* new InvalidDataset({
+        message: `the training data has only one class (${classes[[...present][0]] ?? "?"}); a classifier needs at least two. Check the label column of the dataset.`
+      })
+    }
+  })
+
+export const prepareData = (
+  config: Config,
+  location: DataLocation,
+  log: (line: string) => void
+): Effect.Effect<PreparedData, DataError> =>
+  Effect.gen(function* () {
+    const { corpus, unlabeled } = yield* loadSources(config, location)
+    if (corpus.classes.length < 2) {
+      return yield* new InvalidDataset({ message: `dataset ${corpus.name} has ${corpus.classes.length} class; a classifier needs at least two.` })
+    }
+    const split = splitCorpus(corpus, config)
+    yield* checkLabeled("training", split.train, corpus.classes)
+    yield* checkLabeled("test", split.test, corpus.classes)
+    const table = new FrequencyTable()
+    const tokenizeOptions = { lowercase: config.data.lowercase, tokenizer: config.data.tokenizer }
+
+    // Labeled training documents: counted, and they may add words.
+    const trainInterned = yield* Stream.fromIterable(split.train).pipe(
+      tokenizeStage(tokenizeOptions),
+      Stream.map((doc) => {
+        const ids = table.intern(doc.tokens)
+        table.count(ids, true)
+        return { ids, label: doc.label }
+      }),
+      Stream.runCollect
+    )
+
+    // Unlabeled documents: streamed from their source, length-filtered (paper: RT unlabeled T < 25), counted.
+    let unlabeledInterned: Array<Int32Array> = []
+    if (unlabeled !== undefined) {
+      const maxTokens = config.unlabeled.maxTokens
+      const limit = config.unlabeled.limit
+      let seen = 0
+      const filtered = unlabeled().pipe(
+        Stream.map((text) => ({ text })),
+        tokenizeStage(tokenizeOptions),
+        Stream.tap(() => Effect.sync(() => (++seen % 200_000 === 0 ? log(`  unlabeled: ${seen.toLocaleString()} documents read…`) : undefined))),
+        Stream.filter((doc) => doc.tokens.length > 0 && (maxTokens === 0 || doc.tokens.length < maxTokens)),
+        Stream.map((doc) => {
+          const ids = table.intern(doc.tokens)
+          table.count(ids, config.unlabeled.addsTokens)
+          return ids
+        })
+      )
+      unlabeledInterned = yield* (limit > 0 ? Stream.take(filtered, limit) : filtered).pipe(Stream.runCollect)
+      log(`  unlabeled: kept ${unlabeledInterned.length.toLocaleString()} of ${seen.toLocaleString()} documents` + (maxTokens > 0 ? ` (< ${maxTokens} tokens)` : ""))
+    }
+
+    const vocabulary = table.buildVocabulary({ minDocCount: config.data.minDocCount, maxSize: config.data.maxVocab })
+    if (vocabulary.size < 2) {
+      return yield* new InvalidDataset({
+        message: `no word occurs in at least ${config.data.minDocCount} training documents, so the vocabulary is empty. The dataset is too small or data.minDocCount too high.`
+      })
+    }
+
+    const skipped: Record<string, number> = {}
+    const encodeAll = <A>(name: string, items: ReadonlyArray<A>, toIds: (a: A) => Int32Array, label: (a: A) => number) => {
+      const out: Array<EncodedDoc> = []
+      for (const item of items) {
+        const doc = encodeDocument(vocabulary.encodeInterned(table, toIds(item)), label(item))
+        if (doc === undefined) skipped[name] = (skipped[name] ?? 0) + 1
+        else out.push(doc)
+      }
+      return out
+    }
+    const internSplit = (docs: ReadonlyArray<LabeledDoc>) =>
+      Stream.fromIterable(docs).pipe(
+        tokenizeStage(tokenizeOptions),
+        Stream.map((doc) => ({ ids: table.intern(doc.tokens), label: doc.label })),
+        Stream.runCollect
+      )
+    const validationInterned = yield* internSplit(split.validation)
+    const testInterned = yield* internSplit(split.test)
+
+    const prepared: PreparedData = {
+      classes: corpus.classes,
+      vocabulary,
+      train: encodeAll("train", trainInterned, (d) => d.ids, (d) => d.label),
+      validation: encodeAll("validation", validationInterned, (d) => d.ids, (d) => d.label),
+      test: encodeAll("test", testInterned, (d) => d.ids, (d) => d.label),
+      unlabeled: encodeAll("unlabeled", unlabeledInterned, (ids) => ids, () => -1),
+      skipped
+    }
+    yield* checkLabeled("training", prepared.train, corpus.classes)
+    yield* checkLabeled("test", prepared.test, corpus.classes)
+    return prepared
+  })

@@ -1,0 +1,279 @@
+/**
+ * The training run as one Effect program:
+ *   backend → data stages → model (fresh or from checkpoint) → zipped labeled/unlabeled batch streams → train step →
+ *   metrics / checkpoints / validation → final EMA evaluation on test → summary.json.
+ *
+ * Outputs in the run dir: config.json (resolved), metrics.jsonl, checkpoint.ckpt (atomic), summary.json.
+ * A stop request (Ctrl-C in the CLI) ends the loop after the current step and writes a checkpoint; `resume` continues
+ * from it to the same final numbers as an uninterrupted run (data order, dropout and init are functions of seed+step).
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Stream } from "effect"
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { selectBackend } from "../engine/backend.ts"
+import { NonFiniteLoss, RunDirError, type UserError } from "../errors.ts"
+import { initialParams, type ModelShape } from "../model/classifier.ts"
+import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
+import { rng } from "../random.ts"
+import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
+import { evaluate, type Evaluation } from "../stages/evaluate.ts"
+import { type StepMetrics, type StepOptions, trainStep } from "../stages/train.ts"
+import type { Config } from "./config.ts"
+import { prepareData, type PreparedData } from "./data.ts"
+import { formatDuration, type Progress } from "./progress.ts"
+
+export interface StopSignal {
+  requested: boolean
+}
+
+export interface RunOptions {
+  readonly runDir: string
+  readonly dataDir?: string | undefined
+  readonly cacheDir?: string | undefined
+  /** Continue from the run dir's checkpoint instead of starting fresh. */
+  readonly resume?: boolean
+  readonly progress: Progress
+  readonly stop?: StopSignal
+  /** Called after every successful step (tests use it to simulate Ctrl-C). */
+  readonly onStep?: (metrics: StepMetrics) => void
+}
+
+export interface RunSummary {
+  readonly name: string
+  readonly method: string
+  readonly seed: number
+  readonly steps: number
+  readonly backend: string
+  readonly testError: number
+  readonly testAccuracy: number
+  readonly testLoss: number
+  readonly testExamples: number
+  readonly validationError: number | null
+  readonly trainExamples: number
+  readonly unlabeledExamples: number
+  readonly vocabularySize: number
+  readonly classes: ReadonlyArray<string>
+  readonly wallSeconds: number
+}
+
+export type RunOutcome =
+  | { readonly status: "completed"; readonly summary: RunSummary }
+  | { readonly status: "interrupted"; readonly step: number }
+
+const CHECKPOINT = "checkpoint.ckpt"
+
+const runDirError = (message: string) => new RunDirError({ message })
+
+function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<void, RunDirError> {
+  return Effect.try({
+    try: () => {
+      mkdirSync(runDir, { recursive: true })
+      const probe = join(runDir, `.write-test-${process.pid}`)
+      writeFileSync(probe, "")
+      renameSync(probe, join(runDir, ".write-test"))
+    },
+    catch: (cause) =>
+      runDirError(`cannot write to run directory ${runDir} (${(cause as Error).message}). Pass a writable folder with --run-dir DIR.`)
+  }).pipe(
+    Effect.flatMap(() => {
+      const hasCheckpoint = existsSync(join(runDir, CHECKPOINT))
+      if (resume && !hasCheckpoint) {
+        return Effect.fail(runDirError(`cannot resume: ${runDir} has no ${CHECKPOINT}. Start a new run without --resume.`))
+      }
+      if (!resume && hasCheckpoint) {
+        return Effect.fail(
+          runDirError(`${runDir} already holds a run (${CHECKPOINT}). Continue it with --resume ${runDir}, or choose another --run-dir.`)
+        )
+      }
+      return Effect.void
+    })
+  )
+}
+
+const optimizerConfig = (config: Config): OptimizerConfig => ({
+  learningRate: config.train.learningRate,
+  learningRateDecay: config.train.learningRateDecay,
+  maxGradNorm: config.train.maxGradNorm,
+  beta1: config.train.beta1,
+  beta2: config.train.beta2,
+  epsilon: config.train.adamEpsilon,
+  emaDecay: config.train.emaDecay
+})
+
+/** Model and optimizer state: fresh from the seed, or restored from the run dir's checkpoint. Released on scope close. */
+function acquireState(config: Config, data: PreparedData, runDir: string, resume: boolean) {
+  return Effect.acquireRelease(
+    Effect.try({
+      try: (): { state: TrainState; priorWallSeconds: number } => {
+        if (!resume) {
+          const shape: ModelShape = {
+            vocabSize: data.vocabulary.size,
+            embeddingDim: config.model.embeddingDim,
+            lstmUnits: config.model.lstmUnits,
+            hiddenUnits: config.model.hiddenUnits,
+            numClasses: data.classes.length
+          }
+          const initial = initialParams(shape, rng(config.seed, "init"))
+          const state = createTrainState(initial)
+          tf.dispose(Object.values(initial))
+          return { state, priorWallSeconds: 0 }
+        }
+        const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
+        const words = ckpt.meta.vocabulary as Array<string> | undefined
+        if (words === undefined || words.length !== data.vocabulary.size || words.some((w, i) => w !== data.vocabulary.words[i])) {
+          for (const t of ckpt.tensors.values()) t.dispose()
+          throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
+        }
+        return { state: trainStateFromCheckpoint(ckpt), priorWallSeconds: Number(ckpt.meta.wallSeconds ?? 0) }
+      },
+      catch: (cause) => runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`)
+    }),
+    ({ state }) => Effect.sync(() => disposeTrainState(state))
+  )
+}
+
+export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<RunOutcome, UserError> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const { runDir, progress } = options
+      const resume = options.resume === true
+      const stop = options.stop ?? { requested: false }
+      const started = performance.now()
+      yield* prepareRunDir(runDir, resume)
+      if (!resume) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+
+      const backend = yield* selectBackend(config.backend)
+      progress.line(`advtext: ${config.name} · method ${config.method} · seed ${config.seed} · backend ${backend.description}`)
+
+      progress.line(`loading ${config.dataset.kind} data…`)
+      const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir }, (l) => progress.line(l))
+      const skipped = Object.entries(data.skipped).map(([k, v]) => `${k} ${v}`).join(", ")
+      progress.line(
+        `data: ${data.train.length} train, ${data.validation.length} validation, ${data.test.length} test, ` +
+          `${data.unlabeled.length} unlabeled; vocabulary ${data.vocabulary.size}; classes ${data.classes.join("/")}` +
+          (skipped ? `; skipped (no in-vocabulary word): ${skipped}` : "")
+      )
+
+      const frequencies = yield* Effect.acquireRelease(
+        Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
+        (t) => Effect.sync(() => t.dispose())
+      )
+      const { state, priorWallSeconds } = yield* acquireState(config, data, runDir, resume)
+      const startStep = state.step
+      const totalSteps = config.train.steps
+      const stepOptions: StepOptions = {
+        seed: config.seed,
+        embeddingKeepProb: config.model.embeddingKeepProb,
+        normalizeEmbeddings: config.model.normalizeEmbeddings,
+        optimizer: optimizerConfig(config)
+      }
+      const metricsPath = join(runDir, "metrics.jsonl")
+      if (resume && existsSync(metricsPath)) {
+        // Drop lines written after the checkpoint (a crash between checkpoints), so the log matches an uninterrupted run.
+        const kept = readFileSync(metricsPath, "utf8").split("\n").filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep)
+        writeFileSync(metricsPath, kept.map((l) => l + "\n").join(""))
+      }
+      const writeMetrics = (record: Record<string, unknown>) => appendFileSync(metricsPath, JSON.stringify(record) + "\n")
+      const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
+      const saveCheckpoint = () =>
+        Effect.try({
+          try: () =>
+            writeCheckpoint(join(runDir, CHECKPOINT), state, {
+              vocabulary: data.vocabulary.words,
+              counts: data.vocabulary.counts,
+              classes: data.classes,
+              method: config.method,
+              seed: config.seed,
+              wallSeconds: wallSeconds()
+            }),
+          catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
+        })
+
+      const validationBatches = evaluationBatches(data.validation, config.train.evalBatchSize, config.data.window)
+      const vatDocs = [...data.train.map((d) => ({ ids: d.ids, label: -1 })), ...data.unlabeled]
+      const stream = stepBatches(
+        trainingBatches(data.train, { batchSize: config.train.batchSize, seed: config.seed, stream: "labeled", window: config.data.window, startStep }),
+        trainingBatches(vatDocs, { batchSize: config.train.unlabeledBatchSize, seed: config.seed, stream: "unlabeled", window: config.data.window, startStep }),
+        startStep
+      )
+
+      if (startStep >= totalSteps) progress.line(`checkpoint is already at step ${startStep} of ${totalSteps}`)
+      else progress.line(`training steps ${startStep + 1}…${totalSteps}`)
+      const loopStart = performance.now()
+      let stepsDone = 0
+      let examplesDone = 0
+      let lastValidation: Evaluation | undefined
+      yield* stream.pipe(
+        Stream.take(Math.max(0, totalSteps - startStep)),
+        Stream.takeWhile(() => !stop.requested),
+        Stream.runForEach((batches) =>
+          Effect.gen(function* () {
+            const result = trainStep(state, batches, frequencies, stepOptions)
+            if (!result.ok) {
+              return yield* new NonFiniteLoss({
+                message:
+                  `the loss became ${result.loss} at step ${result.step + 1}; training stopped. The last good checkpoint ` +
+                  `(${existsSync(join(runDir, CHECKPOINT)) ? join(runDir, CHECKPOINT) : "none yet"}) is kept. ` +
+                  `Lower train.learningRate or check the data.`
+              })
+            }
+            const m = result.metrics
+            stepsDone++
+            examplesDone += m.examples
+            const elapsed = (performance.now() - loopStart) / 1000
+            const examplesPerSecond = examplesDone / elapsed
+            const eta = ((totalSteps - m.step) * elapsed) / stepsDone
+            writeMetrics({ ...m, examplesPerSecond: Number(examplesPerSecond.toFixed(1)) })
+            options.onStep?.(m)
+            const statusLine =
+              `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}  lr ${m.learningRate.toExponential(2)}  ` +
+              `|g| ${m.gradNorm.toFixed(2)}  dead ${m.deadUnits}/${config.model.hiddenUnits}  ${examplesPerSecond.toFixed(0)} ex/s  ETA ${formatDuration(eta)}` +
+              (lastValidation ? `  val err ${(lastValidation.error * 100).toFixed(2)}%` : "")
+            progress.status(statusLine, m.step % config.train.logEvery === 0)
+            if (config.train.evalEvery > 0 && m.step % config.train.evalEvery === 0 && validationBatches.length > 0) {
+              lastValidation = evaluate(state.ema, frequencies, validationBatches, stepOptions)
+              writeMetrics({ step: m.step, validationError: lastValidation.error, validationLoss: lastValidation.loss })
+              progress.line(`step ${m.step}: validation error ${(lastValidation.error * 100).toFixed(2)}% (loss ${lastValidation.loss.toFixed(4)}, EMA weights)`)
+            }
+            if (m.step % config.train.checkpointEvery === 0) yield* saveCheckpoint()
+          })
+        )
+      )
+      progress.done()
+      yield* saveCheckpoint()
+      if (stop.requested && state.step < totalSteps) {
+        progress.line(`stopped at step ${state.step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
+        return { status: "interrupted", step: state.step } as const
+      }
+
+      progress.line(`evaluating on ${data.test.length} test documents (EMA weights)…`)
+      const test = evaluate(state.ema, frequencies, evaluationBatches(data.test, config.train.evalBatchSize, config.data.window), stepOptions)
+      const validation = validationBatches.length > 0 ? evaluate(state.ema, frequencies, validationBatches, stepOptions) : undefined
+      const summary: RunSummary = {
+        name: config.name,
+        method: config.method,
+        seed: config.seed,
+        steps: state.step,
+        backend: backend.name,
+        testError: test.error,
+        testAccuracy: test.accuracy,
+        testLoss: test.loss,
+        testExamples: test.examples,
+        validationError: validation?.error ?? null,
+        trainExamples: data.train.length,
+        unlabeledExamples: data.unlabeled.length,
+        vocabularySize: data.vocabulary.size,
+        classes: data.classes,
+        wallSeconds: Number(wallSeconds().toFixed(1))
+      }
+      writeMetrics({ step: state.step, testError: test.error, testLoss: test.loss, validationError: summary.validationError })
+      writeFileSync(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
+      progress.line(
+        `test error ${(test.error * 100).toFixed(2)}% (accuracy ${(test.accuracy * 100).toFixed(2)}%, ${test.examples} documents) · ` +
+          `wall ${formatDuration(summary.wallSeconds)} · ${join(runDir, "summary.json")}`
+      )
+      return { status: "completed", summary } as const
+    })
+  )

@@ -1,0 +1,32 @@
+/**
+ * Tokenize stage (spec A1.1): strip, optionally lowercase, split on runs of non-word characters; punctuation acts as
+ * whitespace, so "don't" → `don`, `t`, and IMDB's `<br />` → `br`. No stemming, no stop words.
+ *
+ * `ascii` reproduces the reference code (Python 2 on bytes: every non-ASCII character separates words);
+ * `unicode` keeps letters and digits of any script together (Python 3's `\W`).
+ */
+import { Stream } from "effect"
+
+export type TokenizerKind = "ascii" | "unicode"
+
+const separators: Record<TokenizerKind, RegExp> = {
+  ascii: /[^A-Za-z0-9_]+/,
+  unicode: /[^\p{L}\p{N}\p{M}_]+/u
+}
+
+export interface TokenizeOptions {
+  readonly lowercase: boolean
+  readonly tokenizer?: TokenizerKind
+}
+
+export function tokenize(text: string, options: TokenizeOptions): Array<string> {
+  const trimmed = text.trim()
+  const cased = options.lowercase ? trimmed.toLowerCase() : trimmed
+  return cased.split(separators[options.tokenizer ?? "ascii"]).filter((token) => token.length > 0)
+}
+
+/** The stage form: documents (anything with a `text`) in, the same records with their `tokens` out. */
+export const tokenizeStage =
+  (options: TokenizeOptions) =>
+  <A extends { readonly text: string }, E, R>(docs: Stream.Stream<A, E, R>): Stream.Stream<A & { readonly tokens: Array<string> }, E, R> =>
+    Stream.map(docs, (doc) => ({ ...doc, tokens: tokenize(doc.text, options) }))
