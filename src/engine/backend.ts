@@ -5,7 +5,9 @@
  *
  * tfjs-core ships no gradient registrations by default, and the wasm backend lacks `UnsortedSegmentSum` (the gradient
  * of a gather, i.e. of the embedding lookup) while the cpu backend's version loops over every segment id per input
- * row (O(vocab × rows)). We register one linear-time scatter-add for both.
+ * row (O(vocab × rows)). We register one linear-time scatter-add for both. wasm's Unpack (tf.unstack, used by the LSTM
+ * to walk time steps) and SplitV (tf.split, the LSTM gates) slice one output at a time, ~0.5 s per Unpack call on a
+ * [50, 32, 1024] tensor; ours are plain copies.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import "@tensorflow/tfjs-core/dist/register_all_gradients"
@@ -14,6 +16,7 @@ import "@tensorflow/tfjs-backend-cpu"
 import "@tensorflow/tfjs-backend-wasm"
 import { Effect } from "effect"
 import { BackendError } from "../errors.ts"
+import { loadBlas, useBlasMatMul } from "./blas.ts"
 
 export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu"
 
@@ -43,13 +46,119 @@ function segmentShapes(xShape: number[], idsShape: number[], numSegments: number
   return { idsSize, rowSize, outShape: [numSegments, ...rowShape] }
 }
 
+/** out_i[o, k] = x[o, i, k]: the outputs of unstacking x (viewed as [outer, n, inner]) along its middle axis. */
+export function unpackRows(x: ArrayLike<number>, outer: number, n: number, inner: number, outputs: ReadonlyArray<Float32Array | Int32Array>): void {
+  const typed = x as Float32Array
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < n; i++) {
+      const src = (o * n + i) * inner
+      outputs[i].set(typed.subarray(src, src + inner), o * inner)
+    }
+  }
+}
+
+/** Split x (viewed as [outer, total, inner]) along its middle axis into consecutive pieces of `sizes`. */
+export function splitRows(x: ArrayLike<number>, outer: number, sizes: ReadonlyArray<number>, inner: number, outputs: ReadonlyArray<Float32Array | Int32Array>): void {
+  const typed = x as Float32Array
+  const total = sizes.reduce((a, b) => a + b, 0)
+  for (let o = 0; o < outer; o++) {
+    let offset = 0
+    for (let i = 0; i < sizes.length; i++) {
+      const len = sizes[i] * inner
+      const src = (o * total + offset) * inner
+      outputs[i].set(typed.subarray(src, src + len), o * len)
+      offset += sizes[i]
+    }
+  }
+}
+
+function splitShapes(x: tf.TensorInfo, attrs: unknown) {
+  const { numOrSizeSplits, axis: axisAttr } = attrs as { numOrSizeSplits: number | number[]; axis: number }
+  const axis = axisAttr < 0 ? axisAttr + x.shape.length : axisAttr
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, axis)
+  const outer = x.shape.slice(0, axis).reduce((a, b) => a * b, 1)
+  const inner = x.shape.slice(axis + 1).reduce((a, b) => a * b, 1)
+  return { sizes, outer, inner, shapes: sizes.map((s) => x.shape.map((d, i) => (i === axis ? s : d))) }
+}
+
+function unpackShapes(shape: Array<number>, axisAttr: number) {
+  const axis = axisAttr < 0 ? axisAttr + shape.length : axisAttr
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1)
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1)
+  return { n: shape[axis], outer, inner, outShape: shape.filter((_, i) => i !== axis) }
+}
+
 let kernelsRegistered = false
 function registerScatterAddKernels(): void {
   if (kernelsRegistered) return
   kernelsRegistered = true
   for (const backendName of ["cpu", "wasm"]) {
-    if (tf.getKernel("UnsortedSegmentSum", backendName) !== undefined) tf.unregisterKernel("UnsortedSegmentSum", backendName)
+    for (const kernelName of ["UnsortedSegmentSum", "Unpack", "SplitV"]) {
+      if (tf.getKernel(kernelName, backendName) !== undefined) tf.unregisterKernel(kernelName, backendName)
+    }
   }
+  tf.registerKernel({
+    kernelName: "Unpack",
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { value } = inputs as { value: tf.TensorInfo }
+      const wasm = backend as unknown as {
+        makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
+        typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array
+      }
+      const { n, outer, inner, outShape } = unpackShapes(value.shape, (attrs as unknown as { axis: number }).axis)
+      const outs = Array.from({ length: n }, () => wasm.makeOutput(outShape, value.dtype))
+      // Views after all allocations: a heap growth detaches earlier views.
+      unpackRows(wasm.typedArrayFromHeap(value), outer, n, inner, outs.map((o) => wasm.typedArrayFromHeap(o)))
+      return outs
+    }
+  })
+  tf.registerKernel({
+    kernelName: "SplitV",
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x } = inputs as { x: tf.TensorInfo }
+      const wasm = backend as unknown as {
+        makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
+        typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array
+      }
+      const { sizes, outer, inner, shapes } = splitShapes(x, attrs)
+      const outs = shapes.map((shape) => wasm.makeOutput(shape, x.dtype))
+      splitRows(wasm.typedArrayFromHeap(x), outer, sizes, inner, outs.map((o) => wasm.typedArrayFromHeap(o)))
+      return outs
+    }
+  })
+  tf.registerKernel({
+    kernelName: "SplitV",
+    backendName: "cpu",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x } = inputs as { x: tf.TensorInfo }
+      const cpu = backend as unknown as {
+        data: { get(id: object): { values: Float32Array | Int32Array } }
+        makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array): tf.TensorInfo
+      }
+      const { sizes, outer, inner, shapes } = splitShapes(x, attrs)
+      const outs = sizes.map((s) => (x.dtype === "int32" ? new Int32Array(outer * s * inner) : new Float32Array(outer * s * inner)))
+      splitRows(cpu.data.get(x.dataId).values, outer, sizes, inner, outs)
+      return outs.map((values, i) => cpu.makeTensorInfo(shapes[i], x.dtype, values))
+    }
+  })
+  tf.registerKernel({
+    kernelName: "Unpack",
+    backendName: "cpu",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { value } = inputs as { value: tf.TensorInfo }
+      const cpu = backend as unknown as {
+        data: { get(id: object): { values: Float32Array | Int32Array } }
+        makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array): tf.TensorInfo
+      }
+      const { n, outer, inner, outShape } = unpackShapes(value.shape, (attrs as unknown as { axis: number }).axis)
+      const make = () => (value.dtype === "int32" ? new Int32Array(outer * inner) : new Float32Array(outer * inner))
+      const outs = Array.from({ length: n }, make)
+      unpackRows(cpu.data.get(value.dataId).values, outer, n, inner, outs)
+      return outs.map((values) => cpu.makeTensorInfo(outShape, value.dtype, values))
+    }
+  })
   tf.registerKernel({
     kernelName: "UnsortedSegmentSum",
     backendName: "cpu",
@@ -111,10 +220,21 @@ export interface ActiveBackend {
   readonly name: string
   /** What was loaded, for logs and summary.json. */
   readonly description: string
+  /** The BLAS library the JS backends' matrix products run on, if any. */
+  readonly blas: string | undefined
+}
+
+/** `auto`: use a system BLAS for the JS backends' matrix products when one loads; `off`: tfjs's own kernels. */
+export type BlasChoice = "auto" | "off"
+
+function configureBlas(backendName: string, choice: BlasChoice): string | undefined {
+  const blas = choice === "auto" && backendName !== "tensorflow" ? loadBlas() : undefined
+  useBlasMatMul(blas)
+  return blas === undefined ? undefined : `${blas.description} (${blas.threads} thread${blas.threads === 1 ? "" : "s"})`
 }
 
 /** Select and initialize the tensor backend. Idempotent for the same request. */
-export const selectBackend = (requested: BackendName): Effect.Effect<ActiveBackend, BackendError> =>
+export const selectBackend = (requested: BackendName, blasChoice: BlasChoice = "auto"): Effect.Effect<ActiveBackend, BackendError> =>
   Effect.tryPromise({
     try: async (): Promise<ActiveBackend> => {
       registerScatterAddKernels()
@@ -124,7 +244,7 @@ export const selectBackend = (requested: BackendName): Effect.Effect<ActiveBacke
         const pkg = await tryTensorflow()
         if (pkg !== undefined && (await tf.setBackend("tensorflow"))) {
           await tf.ready()
-          return { name: "tensorflow", description: `tensorflow (${pkg})` }
+          return { name: "tensorflow", description: `tensorflow (${pkg})`, blas: configureBlas("tensorflow", blasChoice) }
         }
         if (requested === "tensorflow") {
           throw new Error(
@@ -138,7 +258,9 @@ export const selectBackend = (requested: BackendName): Effect.Effect<ActiveBacke
         if (requested !== "auto" && requested !== name) continue
         if (await trySet(name)) {
           await tf.ready()
-          return { name, description: name === "wasm" ? "wasm (tfjs-backend-wasm)" : "cpu (tfjs-backend-cpu, pure JS)" }
+          const blas = configureBlas(name, blasChoice)
+          const base = name === "wasm" ? "wasm (tfjs-backend-wasm)" : "cpu (tfjs-backend-cpu, pure JS)"
+          return { name, description: blas === undefined ? `${base}, tfjs matmul` : `${base}, matmul on ${blas}`, blas }
         }
         if (requested === name) throw new Error(`backend '${name}' was requested but @tensorflow/tfjs-backend-${name} failed to initialize.`)
       }

@@ -12,6 +12,7 @@ const Config = type({
   name: "string",
   seed: "number.integer >= 0",
   backend: "'auto' | 'tensorflow' | 'wasm' | 'cpu'",
+  blas: "'auto' | 'off'",
   method: "'baseline'",
   dataset: {
     "+": "reject",
@@ -74,6 +75,7 @@ export const DEFAULTS: Config = {
   name: "experiment",
   seed: 0,
   backend: "auto",
+  blas: "auto",
   method: "baseline",
   dataset: { kind: "rt" },
   data: {

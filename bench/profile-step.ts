@@ -1,0 +1,47 @@
+/**
+ * Kernel-time breakdown of one training step (tf.profile), for finding what dominates.
+ * bun bench/profile-step.ts [backend] [V E H B T]
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import { selectBackend, type BackendName } from "../src/engine/backend.ts"
+import { initialParams } from "../src/model/classifier.ts"
+import { createTrainState } from "../src/model/optimizer.ts"
+import { rng } from "../src/random.ts"
+import { makeBatch } from "../src/stages/batch.ts"
+import { trainStep } from "../src/stages/train.ts"
+
+const [backendArg = "wasm", V = "8841", E = "128", H = "256", B = "32", T = "50"] = process.argv.slice(2)
+const active = await Effect.runPromise(selectBackend(backendArg as BackendName))
+console.log(active.description)
+const random = rng(1, "bench")
+const shape = { vocabSize: +V, embeddingDim: +E, lstmUnits: +H, hiddenUnits: 30, numClasses: 2 }
+const state = createTrainState(initialParams(shape, random))
+const docs = Array.from({ length: +B }, (_, b) => ({
+  ids: Int32Array.from({ length: Math.max(2, +T - (b % 7) * 3) }, () => random.int(+V)),
+  label: b % 2
+}))
+const batch = makeBatch(docs, 400)
+const freq = tf.fill([+V], 1 / +V) as tf.Tensor1D
+const options = {
+  seed: 1,
+  embeddingKeepProb: 0.5,
+  normalizeEmbeddings: true,
+  optimizer: { learningRate: 5e-4, learningRateDecay: 0.9998, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+}
+const step = () => trainStep(state, { step: 0, labeled: batch, unlabeled: batch }, freq, options)
+step()
+const info = await tf.profile(() => void step())
+const agg = new Map<string, { n: number; ms: number }>()
+for (const k of info.kernels) {
+  const a = agg.get(k.name) ?? { n: 0, ms: 0 }
+  a.n++
+  a.ms += k.kernelTimeMs as number
+  agg.set(k.name, a)
+}
+const total = [...agg.values()].reduce((s, a) => s + a.ms, 0)
+console.log([...agg.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 14).map(([k, v]) => `${k.padEnd(20)} n=${String(v.n).padStart(5)} ${v.ms.toFixed(1).padStart(8)} ms`).join("\n"))
+console.log(`kernel total ${total.toFixed(1)} ms`)
+const t0 = performance.now()
+for (let i = 0; i < 3; i++) step()
+console.log(`wall per step ${((performance.now() - t0) / 3).toFixed(1)} ms`)

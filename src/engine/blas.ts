@@ -1,0 +1,205 @@
+/**
+ * BLAS through bun:ffi. `cblas_sgemm` from OpenBLAS (Debian/Ubuntu: libopenblas0-pthread), MKL or Apple Accelerate,
+ * discovered at run time; undefined when none loads (the pure-tfjs kernels then stay in place).
+ *
+ * `useBlasMatMul` replaces tfjs's BatchMatMul kernel on the wasm and cpu backends: their own GEMMs reach
+ * 1–25 GFLOP/s here and are poor at the skinny shapes of an LSTM step, while sgemm reaches ~150+ GFLOP/s on 2 cores.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { dlopen, FFIType } from "bun:ffi"
+
+const CBLAS_ROW_MAJOR = 101
+const CBLAS_NO_TRANS = 111
+const CBLAS_TRANS = 112
+/** Multiply-adds below which a GEMM runs on one thread. */
+const PARALLEL_MIN_MACS = Number(process.env.ADVTEXT_BLAS_PARALLEL_MIN ?? 1 << 24)
+
+export interface Blas {
+  /** Library path that was loaded and what it reports about itself. */
+  readonly library: string
+  readonly description: string
+  readonly threads: number
+  /** Row-major C[M×N] = alpha·op(A)·op(B) + beta·C. */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number
+  ): void
+}
+
+const CANDIDATES: ReadonlyArray<string> = [
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+  "libmkl_rt.so",
+  "libmkl_rt.so.2",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+  "/System/Library/Frameworks/Accelerate.framework/Accelerate"
+]
+
+const sgemmSymbol = {
+  cblas_sgemm: {
+    args: [
+      FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.i32,
+      FFIType.f32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.f32, FFIType.ptr, FFIType.i32
+    ],
+    returns: FFIType.void
+  }
+} as const
+
+function tryOpen(path: string): Blas | undefined {
+  let lib: ReturnType<typeof dlopen<typeof sgemmSymbol>>
+  try {
+    lib = dlopen(path, sgemmSymbol)
+  } catch {
+    return undefined
+  }
+  let description = path.includes("mkl") ? "MKL" : path.includes("Accelerate") ? "Apple Accelerate" : "OpenBLAS"
+  let threads = 1
+  let setThreads: ((n: number) => void) | undefined
+  try {
+    const extra = dlopen(path, {
+      openblas_get_num_threads: { args: [], returns: FFIType.i32 },
+      openblas_set_num_threads: { args: [FFIType.i32], returns: FFIType.void },
+      openblas_get_config: { args: [], returns: FFIType.cstring }
+    })
+    threads = extra.symbols.openblas_get_num_threads()
+    description = `OpenBLAS ${String(extra.symbols.openblas_get_config()).trim()}`
+    setThreads = (n) => extra.symbols.openblas_set_num_threads(n)
+  } catch {
+    // not OpenBLAS: MKL and Accelerate manage their own threads
+  }
+  const f = lib.symbols.cblas_sgemm
+  // Waking OpenBLAS's threads costs more than it saves on the small per-time-step GEMMs of an LSTM (measured here:
+  // 2 threads made a step's matmuls 2.5× slower), so only large products use them.
+  let current = threads
+  const useThreads = (n: number) => {
+    if (setThreads !== undefined && n !== current) {
+      setThreads(n)
+      current = n
+    }
+  }
+  return {
+    library: path,
+    description,
+    threads,
+    sgemm: (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
+      useThreads(m * n * k >= PARALLEL_MIN_MACS ? threads : 1)
+      f(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+  }
+}
+
+let cached: { blas: Blas | undefined } | undefined
+
+/** The first BLAS that loads, or undefined. `ADVTEXT_BLAS=/path/lib.so` picks one; `ADVTEXT_BLAS=none` disables. */
+export function loadBlas(): Blas | undefined {
+  if (cached !== undefined) return cached.blas
+  const requested = process.env.ADVTEXT_BLAS
+  let blas: Blas | undefined
+  if (requested === "none") blas = undefined
+  else if (requested !== undefined && requested !== "") blas = tryOpen(requested)
+  else for (const path of CANDIDATES) if ((blas = tryOpen(path)) !== undefined) break
+  cached = { blas }
+  return blas
+}
+
+/** Shapes of a BatchMatMul: leading batch dims (broadcast when one side has batch 1), then M×K · K×N. */
+function matmulShapes(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean) {
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
+  const batchA = a.shape.slice(0, -2).reduce((x, y) => x * y, 1)
+  const batchB = b.shape.slice(0, -2).reduce((x, y) => x * y, 1)
+  const batchShape = (batchA >= batchB ? a.shape : b.shape).slice(0, -2)
+  return { m, k, n, batchA, batchB, batch: Math.max(batchA, batchB), outShape: [...batchShape, m, n] }
+}
+
+/** C_i = op(A_i)·op(B_i) for each batch entry, writing into `out`. */
+function batchedSgemm(
+  blas: Blas,
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+  s: ReturnType<typeof matmulShapes>,
+  transposeA: boolean,
+  transposeB: boolean
+): void {
+  const { m, k, n } = s
+  if (m === 0 || n === 0) return
+  if (k === 0) {
+    out.fill(0)
+    return
+  }
+  const lda = transposeA ? m : k
+  const ldb = transposeB ? k : n
+  for (let i = 0; i < s.batch; i++) {
+    const ai = s.batchA === 1 ? a : a.subarray(i * m * k, (i + 1) * m * k)
+    const bi = s.batchB === 1 ? b : b.subarray(i * k * n, (i + 1) * k * n)
+    blas.sgemm(transposeA, transposeB, m, n, k, 1, ai, lda, bi, ldb, 0, out.subarray(i * m * n, (i + 1) * m * n), n)
+  }
+}
+
+const originalKernels = new Map<string, tf.KernelConfig | undefined>()
+
+/**
+ * Route BatchMatMul on the wasm and cpu backends through `blas`, or restore tfjs's own kernels when `blas` is
+ * undefined. Kernel registration is process-wide.
+ */
+export function useBlasMatMul(blas: Blas | undefined): void {
+  for (const backendName of ["cpu", "wasm"]) {
+    if (!originalKernels.has(backendName)) originalKernels.set(backendName, tf.getKernel("BatchMatMul", backendName))
+    if (tf.getKernel("BatchMatMul", backendName) !== undefined) tf.unregisterKernel("BatchMatMul", backendName)
+  }
+  if (blas === undefined) {
+    for (const original of originalKernels.values()) if (original !== undefined) tf.registerKernel(original)
+    return
+  }
+  tf.registerKernel({
+    kernelName: "BatchMatMul",
+    backendName: "cpu",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
+      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
+      const cpu = backend as unknown as {
+        data: { get(id: object): { values: Float32Array } }
+        makeTensorInfo(shape: Array<number>, dtype: tf.DataType, values: Float32Array): tf.TensorInfo
+      }
+      const s = matmulShapes(a, b, transposeA, transposeB)
+      const out = new Float32Array(s.batch * s.m * s.n)
+      batchedSgemm(blas, cpu.data.get(a.dataId).values, cpu.data.get(b.dataId).values, out, s, transposeA, transposeB)
+      return cpu.makeTensorInfo(s.outShape, "float32", out)
+    }
+  })
+  tf.registerKernel({
+    kernelName: "BatchMatMul",
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
+      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
+      const wasm = backend as unknown as {
+        makeOutput(shape: Array<number>, dtype: tf.DataType): tf.TensorInfo
+        typedArrayFromHeap(t: tf.TensorInfo): Float32Array
+      }
+      const s = matmulShapes(a, b, transposeA, transposeB)
+      const outInfo = wasm.makeOutput(s.outShape, "float32")
+      // Views are taken after the allocation: growing the wasm heap detaches earlier views.
+      batchedSgemm(blas, wasm.typedArrayFromHeap(a), wasm.typedArrayFromHeap(b), wasm.typedArrayFromHeap(outInfo), s, transposeA, transposeB)
+      return outInfo
+    }
+  })
+}

@@ -1,0 +1,47 @@
+/**
+ * advtext public API: the stages, the model and the pipeline, for composing your own stage graph.
+ * See README "Composing stages in code".
+ */
+export * from "./errors.ts"
+export { rng, permutation, type Rng } from "./random.ts"
+export { selectBackend, type ActiveBackend, type BackendName, type BlasChoice } from "./engine/backend.ts"
+export { loadBlas, useBlasMatMul, type Blas } from "./engine/blas.ts"
+export { tidy } from "./engine/tidy.ts"
+
+export type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from "./data/types.ts"
+export { imdbUnlabeled, loadCustom, loadImdb, loadRottenTomatoes } from "./data/sources.ts"
+
+export { tokenize, tokenizeStage, type TokenizeOptions, type TokenizerKind } from "./stages/tokenize.ts"
+export { EOS, FrequencyTable, Vocabulary } from "./stages/vocabulary.ts"
+export {
+  batchIndicesAt,
+  batchesPerEpoch,
+  encodeDocument,
+  evaluationBatches,
+  makeBatch,
+  stepBatches,
+  trainingBatches,
+  type Batch,
+  type EncodedDoc,
+  type StepBatches
+} from "./stages/batch.ts"
+export { classificationLoss } from "./stages/loss.ts"
+export { batchTensors, embeddingTable, prefixState, trainStep, type StepMetrics, type StepOptions, type StepResult } from "./stages/train.ts"
+export { evaluate, type Evaluation } from "./stages/evaluate.ts"
+
+export * as model from "./model/classifier.ts"
+export {
+  applyGradients,
+  clipByGlobalNorm,
+  createTrainState,
+  disposeTrainState,
+  learningRateAt,
+  type OptimizerConfig,
+  type TrainState
+} from "./model/optimizer.ts"
+export { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "./model/checkpoint.ts"
+
+export { DEFAULTS, defineConfig, resolveConfig, type Config, type ConfigInput } from "./pipeline/config.ts"
+export { prepareData, splitCorpus, type PreparedData } from "./pipeline/data.ts"
+export { runPipeline, type RunOptions, type RunOutcome, type RunSummary, type StopSignal } from "./pipeline/run.ts"
+export { consoleProgress, silentProgress, type Progress } from "./pipeline/progress.ts"
