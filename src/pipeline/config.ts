@@ -17,6 +17,7 @@ const Config = type({
   dataset: {
     "+": "reject",
     kind: "'rt' | 'imdb' | 'custom'",
+    "download?": "boolean",
     "train?": "string",
     "test?": "string",
     "unlabeled?": "string",
@@ -152,7 +153,7 @@ export function resolveConfig(input: unknown, overrides: ReadonlyArray<string> =
   const merged = applyOverrides(deepMerge(DEFAULTS, input), overrides)
   const out = Config(merged)
   if (out instanceof type.errors) {
-    const lines = out.map((e) => `  - ${e.message}`)
+    const lines = out.map((e) => `  - ${e.message.replace(/ must be removed$/, " is not a config field (unknown key)")}`)
     throw new ConfigError({ message: `${source} is invalid (${lines.length} problem${lines.length > 1 ? "s" : ""}):\n${lines.join("\n")}` })
   }
   const config = out as Config

@@ -148,7 +148,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       progress.line(`advtext: ${config.name} · method ${config.method} · seed ${config.seed} · backend ${backend.description}`)
 
       progress.line(`loading ${config.dataset.kind} data…`)
-      const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir }, (l) => progress.line(l))
+      const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
       const skipped = Object.entries(data.skipped).map(([k, v]) => `${k} ${v}`).join(", ")
       progress.line(
         `data: ${data.train.length} train, ${data.validation.length} validation, ${data.test.length} test, ` +

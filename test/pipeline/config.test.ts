@@ -1,0 +1,52 @@
+import { describe, expect, test } from "bun:test"
+import { applyOverrides, DEFAULTS, resolveConfig } from "../../src/pipeline/config.ts"
+import rt from "../../configs/rt.ts"
+import rtCpu from "../../configs/rt-cpu.ts"
+
+const messageOf = (f: () => unknown): string => {
+  try {
+    f()
+  } catch (e) {
+    return (e as { message: string }).message
+  }
+  throw new Error("expected a ConfigError")
+}
+
+describe("config", () => {
+  test("defaults fill what a config leaves out", () => {
+    const c = resolveConfig({ seed: 4 })
+    expect(c.seed).toBe(4)
+    expect(c.train).toEqual(DEFAULTS.train)
+  })
+
+  test("the RT config carries the paper's settings (spec A4.2)", () => {
+    const c = resolveConfig(rt)
+    expect(c.model).toMatchObject({ embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5 })
+    expect(c.train).toMatchObject({ steps: 10_000, batchSize: 64, unlabeledBatchSize: 512, learningRate: 5e-4, learningRateDecay: 0.9998, maxGradNorm: 1 })
+    expect(c.data).toMatchObject({ lowercase: true, window: 400, testFraction: 0.1 })
+    expect(c.unlabeled).toMatchObject({ source: "imdb-sentences", maxTokens: 25 })
+    expect(resolveConfig(rtCpu).name).toBe("rt-cpu")
+  })
+
+  test("--set overrides parse JSON values and nest by dots", () => {
+    const c = resolveConfig({}, ["train.steps=12", "backend=cpu", "model.normalizeEmbeddings=false", 'name="x y"'])
+    expect(c.train.steps).toBe(12)
+    expect(c.backend).toBe("cpu")
+    expect(c.model.normalizeEmbeddings).toBe(false)
+    expect(c.name).toBe("x y")
+    expect(() => applyOverrides({}, ["oops"])).toThrow("key=value")
+  })
+
+  test("every invalid or unknown field is listed in one message", () => {
+    const message = messageOf(() => resolveConfig({ seed: 1.5, method: "nope", train: { batchSize: 0, bogus: 1 }, extra: true }))
+    for (const field of ["seed", "method", "train.batchSize", "train.bogus", "extra"]) expect(message).toContain(field)
+    expect(message).toContain("5 problems")
+    expect(message).toContain("unknown key")
+  })
+
+  test("a custom dataset needs its train file; a custom unlabeled source needs its file", () => {
+    expect(messageOf(() => resolveConfig({ dataset: { kind: "custom" } }))).toContain("dataset.train")
+    expect(messageOf(() => resolveConfig({ dataset: { kind: "custom", train: "x.tsv" }, unlabeled: { source: "custom" } }))).toContain("dataset.unlabeled")
+    expect(messageOf(() => resolveConfig(42))).toContain("expected an object")
+  })
+})
