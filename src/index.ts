@@ -4,7 +4,8 @@
  */
 export * from "./errors.ts"
 export { rng, permutation, type Rng } from "./random.ts"
-export { selectBackend, type ActiveBackend, type BackendName, type BlasChoice } from "./engine/backend.ts"
+export { selectBackend, type ActiveBackend, type BackendName, type BlasChoice, type EngineOptions } from "./engine/backend.ts"
+export { useFusedLstm } from "./engine/lstm-op.ts"
 export { loadBlas, useBlasMatMul, type Blas } from "./engine/blas.ts"
 export { tidy } from "./engine/tidy.ts"
 

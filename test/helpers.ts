@@ -7,16 +7,17 @@
 import { beforeAll } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import { selectBackend, type BackendName } from "../src/engine/backend.ts"
+import { selectBackend, type BackendName, type EngineOptions } from "../src/engine/backend.ts"
 import { rng, type Rng } from "../src/random.ts"
 
 /** Initialize the backend (registers gradients, our custom kernels and the BLAS matmul when available). */
-export const initBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu") => Effect.runPromise(selectBackend(name))
+export const initBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu", engine: EngineOptions = {}) =>
+  Effect.runPromise(selectBackend(name, engine))
 
-/** Register a `beforeAll` that selects `name` for the current file/describe block. */
-export const useBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu"): void => {
+/** Register a `beforeAll` that selects `name` (and engine options) for the current file/describe block. */
+export const useBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu", engine: EngineOptions = {}): void => {
   beforeAll(async () => {
-    await initBackend(name)
+    await initBackend(name, engine)
   })
 }
 

@@ -17,6 +17,7 @@ import "@tensorflow/tfjs-backend-wasm"
 import { Effect } from "effect"
 import { BackendError } from "../errors.ts"
 import { loadBlas, useBlasMatMul } from "./blas.ts"
+import { useFusedLstm } from "./lstm-op.ts"
 
 export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu"
 
@@ -222,19 +223,31 @@ export interface ActiveBackend {
   readonly description: string
   /** The BLAS library the JS backends' matrix products run on, if any. */
   readonly blas: string | undefined
+  /** Whether the fused LSTM op (BLAS + typed-array gate loops) is active. */
+  readonly fusedLstm: boolean
 }
 
 /** `auto`: use a system BLAS for the JS backends' matrix products when one loads; `off`: tfjs's own kernels. */
 export type BlasChoice = "auto" | "off"
 
-function configureBlas(backendName: string, choice: BlasChoice): string | undefined {
-  const blas = choice === "auto" && backendName !== "tensorflow" ? loadBlas() : undefined
+export interface EngineOptions {
+  readonly blas?: BlasChoice
+  /** `auto`: the fused LSTM op whenever BLAS is in use; `off`: the tfjs reference LSTM. */
+  readonly fusedLstm?: "auto" | "off"
+}
+
+function configureEngine(backendName: string, options: EngineOptions): Pick<ActiveBackend, "blas" | "fusedLstm" | "description"> {
+  const blas = (options.blas ?? "auto") === "auto" && backendName !== "tensorflow" ? loadBlas() : undefined
   useBlasMatMul(blas)
-  return blas === undefined ? undefined : `${blas.description} (${blas.threads} thread${blas.threads === 1 ? "" : "s"})`
+  const fused = blas !== undefined && (options.fusedLstm ?? "auto") === "auto"
+  useFusedLstm(fused ? blas : undefined)
+  const blasText = blas === undefined ? undefined : `${blas.description} (${blas.threads} thread${blas.threads === 1 ? "" : "s"})`
+  const description = blasText === undefined ? "tfjs matmul, reference LSTM" : `matmul on ${blasText}, ${fused ? "fused" : "reference"} LSTM`
+  return { blas: blasText, fusedLstm: fused, description }
 }
 
 /** Select and initialize the tensor backend. Idempotent for the same request. */
-export const selectBackend = (requested: BackendName, blasChoice: BlasChoice = "auto"): Effect.Effect<ActiveBackend, BackendError> =>
+export const selectBackend = (requested: BackendName, engine: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError> =>
   Effect.tryPromise({
     try: async (): Promise<ActiveBackend> => {
       registerScatterAddKernels()
@@ -244,7 +257,8 @@ export const selectBackend = (requested: BackendName, blasChoice: BlasChoice = "
         const pkg = await tryTensorflow()
         if (pkg !== undefined && (await tf.setBackend("tensorflow"))) {
           await tf.ready()
-          return { name: "tensorflow", description: `tensorflow (${pkg})`, blas: configureBlas("tensorflow", blasChoice) }
+          const e = configureEngine("tensorflow", engine)
+          return { name: "tensorflow", description: `tensorflow (${pkg}), ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
         }
         if (requested === "tensorflow") {
           throw new Error(
@@ -258,9 +272,9 @@ export const selectBackend = (requested: BackendName, blasChoice: BlasChoice = "
         if (requested !== "auto" && requested !== name) continue
         if (await trySet(name)) {
           await tf.ready()
-          const blas = configureBlas(name, blasChoice)
+          const e = configureEngine(name, engine)
           const base = name === "wasm" ? "wasm (tfjs-backend-wasm)" : "cpu (tfjs-backend-cpu, pure JS)"
-          return { name, description: blas === undefined ? `${base}, tfjs matmul` : `${base}, matmul on ${blas}`, blas }
+          return { name, description: `${base}, ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
         }
         if (requested === name) throw new Error(`backend '${name}' was requested but @tensorflow/tfjs-backend-${name} failed to initialize.`)
       }

@@ -4,6 +4,7 @@
  * the same code runs the trainable weights and their EMA copy.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { fusedLstmEngine, fusedLstmOutput, fusedLstmState } from "../engine/lstm-op.ts"
 import type { Rng } from "../random.ts"
 
 export interface ModelShape {
@@ -94,14 +95,33 @@ export function timeMask(lengths: Int32Array, steps: number): tf.Tensor3D {
 /**
  * A unidirectional LSTM (TF BasicLSTMCell, forget bias 0, gates i, j, f, o) over inputs [B, T, D]. Steps at or past a
  * sequence's length leave its state unchanged, so the returned state is the one at the last valid step (the EOS).
+ * Runs the fused op (src/engine/fused-lstm.ts) when enabled, else `referenceLstm`. With `needGradient` false the
+ * returned c and h carry no gradient (prefixes, evaluation); with it true only h does (the classifier's feature).
  */
-export function lstm(params: Params, inputs: tf.Tensor3D, mask: tf.Tensor3D, initial: LstmState | undefined): LstmState {
+export function lstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, needGradient = true): LstmState {
+  const blas = fusedLstmEngine()
+  if (blas === undefined) return referenceLstm(params, inputs, lengths, initial)
+  const args = {
+    inputs,
+    inputKernel: params["lstm/inputKernel"] as tf.Tensor2D,
+    recurrentKernel: params["lstm/recurrentKernel"] as tf.Tensor2D,
+    bias: params["lstm/bias"] as tf.Tensor1D,
+    lengths,
+    initial
+  }
+  if (!needGradient) return fusedLstmState(blas, args)
+  const h = fusedLstmOutput(blas, args)
+  return { h, c: tf.zerosLike(h) as tf.Tensor2D }
+}
+
+/** The same LSTM in plain tfjs ops: the reference the fused op is tested against, and the path for non-CPU backends. */
+export function referenceLstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined): LstmState {
   const [B, T, D] = inputs.shape
   const H = params["lstm/recurrentKernel"].shape[0]
   // All input projections in one GEMM; only the recurrent product stays per step.
   const projected = tf.reshape(tf.matMul(tf.reshape(inputs, [B * T, D]), params["lstm/inputKernel"] as tf.Tensor2D), [B, T, 4 * H])
   const perStep = tf.unstack(tf.add(tf.transpose(projected, [1, 0, 2]), params["lstm/bias"]))
-  const masks = tf.unstack(mask)
+  const masks = tf.unstack(timeMask(lengths, T))
   let c = initial?.c ?? tf.zeros([B, H])
   let h = initial?.h ?? tf.zeros([B, H])
   for (let t = 0; t < T; t++) {
@@ -130,8 +150,8 @@ export function head(params: Params, features: tf.Tensor2D): HeadOutput {
 }
 
 /** z(e): logits from an embedded window e (after dropout, plus any perturbation) and its initial state. */
-export function logitsFromEmbedded(params: Params, e: tf.Tensor3D, mask: tf.Tensor3D, initial: LstmState | undefined): HeadOutput {
-  return head(params, lstm(params, e, mask, initial).h)
+export function logitsFromEmbedded(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined): HeadOutput {
+  return head(params, lstm(params, e, lengths, initial).h)
 }
 
 /** Predicted class: logit > 0 for one logit (spec A2.3, after the #3269 fix), argmax otherwise. */

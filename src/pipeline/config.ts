@@ -13,6 +13,7 @@ const Config = type({
   seed: "number.integer >= 0",
   backend: "'auto' | 'tensorflow' | 'wasm' | 'cpu'",
   blas: "'auto' | 'off'",
+  fusedLstm: "'auto' | 'off'",
   method: "'baseline'",
   dataset: {
     "+": "reject",
@@ -77,6 +78,7 @@ export const DEFAULTS: Config = {
   seed: 0,
   backend: "auto",
   blas: "auto",
+  fusedLstm: "auto",
   method: "baseline",
   dataset: { kind: "rt" },
   data: {

@@ -144,7 +144,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       yield* prepareRunDir(runDir, resume)
       if (!resume) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
 
-      const backend = yield* selectBackend(config.backend, config.blas)
+      const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
       progress.line(`advtext: ${config.name} · method ${config.method} · seed ${config.seed} · backend ${backend.description}`)
 
       progress.line(`loading ${config.dataset.kind} data…`)

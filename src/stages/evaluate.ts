@@ -2,7 +2,7 @@
  * Evaluation stage (spec A4.3): the EMA weights, no dropout, every document scored exactly once.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { logitsFromEmbedded, embed, predict, type Params } from "../model/classifier.ts"
+import { embed, head, lstm, predict, type Params } from "../model/classifier.ts"
 import type { Batch } from "./batch.ts"
 import { classificationLoss } from "./loss.ts"
 import { batchTensors, embeddingTable, prefixState } from "./train.ts"
@@ -30,7 +30,7 @@ export function evaluate(
       tf.tidy(() => {
         const tensors = batchTensors(batch)
         const initial = prefixState(params, table, batch, undefined)
-        const { logits } = logitsFromEmbedded(params, embed(table, tensors.ids, undefined), tensors.mask, initial)
+        const { logits } = head(params, lstm(params, embed(table, tensors.ids, undefined), batch.lengths, initial, false).h)
         const predicted = predict(logits).dataSync()
         for (let b = 0; b < batch.size; b++) if (predicted[b] === batch.labels[b]) correct++
         lossSum += classificationLoss(logits, tensors.labels).dataSync()[0] * batch.size

@@ -12,8 +12,7 @@ import {
   lstm,
   normalizeEmbeddings,
   type LstmState,
-  type Params,
-  timeMask
+  type Params
 } from "../model/classifier.ts"
 import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { tidy } from "../engine/tidy.ts"
@@ -38,15 +37,13 @@ export function embeddingTable(params: Params, frequencies: tf.Tensor1D, normali
 export interface BatchTensors {
   readonly ids: tf.Tensor2D
   readonly labels: tf.Tensor1D
-  readonly mask: tf.Tensor3D
   dispose(): void
 }
 
 export function batchTensors(batch: Batch): BatchTensors {
   const ids = tf.tensor2d(batch.ids, [batch.size, batch.steps], "int32")
   const labels = tf.tensor1d(batch.labels, "int32")
-  const mask = timeMask(batch.lengths, batch.steps)
-  return { ids, labels, mask, dispose: () => tf.dispose([ids, labels, mask]) }
+  return { ids, labels, dispose: () => tf.dispose([ids, labels]) }
 }
 
 /**
@@ -59,7 +56,7 @@ export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dr
   return tidy(() => {
     const ids = tf.tensor2d(prefix.ids, [batch.size, prefix.steps], "int32")
     // Returned tensors move to the caller's tidy scope.
-    return lstm(params, embed(table, ids, dropout), timeMask(prefix.lengths, prefix.steps), undefined)
+    return lstm(params, embed(table, ids, dropout), prefix.lengths, undefined, false)
   })
 }
 
@@ -97,7 +94,7 @@ export function trainStep(state: TrainState, batches: StepBatches, frequencies: 
     const { value, grads } = tf.variableGrads(() => {
       const table = embeddingTable(state.params, frequencies, options.normalizeEmbeddings)
       const e = embed(table, tensors.ids, dropout)
-      const out = logitsFromEmbedded(state.params, e, tensors.mask, initial)
+      const out = logitsFromEmbedded(state.params, e, batch.lengths, initial)
       hidden = tf.keep(out.hidden)
       return classificationLoss(out.logits, tensors.labels)
     }, Object.values(state.params))
