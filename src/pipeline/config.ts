@@ -14,7 +14,16 @@ const Config = type({
   backend: "'auto' | 'tensorflow' | 'wasm' | 'cpu'",
   blas: "'auto' | 'off'",
   fusedLstm: "'auto' | 'off'",
-  method: "'baseline'",
+  method: "'baseline' | 'random' | 'random-unlabeled' | 'adversarial' | 'virtual' | 'adversarial+virtual'",
+  perturbation: {
+    "+": "reject",
+    epsilon: "number >= 0",
+    xi: "number > 0",
+    powerIterations: "number.integer >= 1",
+    lambda: "number >= 0",
+    vatMicroBatch: "number.integer >= 0",
+    evalEpsilon: "number >= 0"
+  },
   dataset: {
     "+": "reject",
     kind: "'rt' | 'imdb' | 'custom'",
@@ -80,6 +89,7 @@ export const DEFAULTS: Config = {
   blas: "auto",
   fusedLstm: "auto",
   method: "baseline",
+  perturbation: { epsilon: 5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0, evalEpsilon: 5 },
   dataset: { kind: "rt" },
   data: {
     lowercase: true,

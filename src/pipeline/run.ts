@@ -18,8 +18,8 @@ import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../mo
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
-import { evaluate, type Evaluation } from "../stages/evaluate.ts"
-import { type StepMetrics, type StepOptions, trainStep } from "../stages/train.ts"
+import { evaluate, evaluatePerturbationLosses, type Evaluation } from "../stages/evaluate.ts"
+import { type StepMetrics, type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import type { Config } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { formatDuration, type Progress } from "./progress.ts"
@@ -50,6 +50,9 @@ export interface RunSummary {
   readonly testAccuracy: number
   readonly testLoss: number
   readonly testExamples: number
+  /** At ε = perturbation.evalEpsilon (paper Figure 2); null when disabled. */
+  readonly testAdversarialLoss: number | null
+  readonly testVirtualAdversarialLoss: number | null
   readonly validationError: number | null
   readonly trainExamples: number
   readonly unlabeledExamples: number
@@ -167,8 +170,22 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         seed: config.seed,
         embeddingKeepProb: config.model.embeddingKeepProb,
         normalizeEmbeddings: config.model.normalizeEmbeddings,
-        optimizer: optimizerConfig(config)
+        optimizer: optimizerConfig(config),
+        method: config.method,
+        perturbation: config.perturbation
       }
+      const testBatches = evaluationBatches(data.test, config.train.evalBatchSize, config.data.window)
+      /** Test-set L_adv and L_vadv at ε = evalEpsilon (paper Figure 2), logged with each evaluation. */
+      const figure2 = () =>
+        config.perturbation.evalEpsilon > 0
+          ? evaluatePerturbationLosses(state.ema, frequencies, testBatches, {
+              normalizeEmbeddings: config.model.normalizeEmbeddings,
+              epsilon: config.perturbation.evalEpsilon,
+              xi: config.perturbation.xi,
+              powerIterations: config.perturbation.powerIterations,
+              seed: config.seed
+            })
+          : undefined
       const metricsPath = join(runDir, "metrics.jsonl")
       if (resume && existsSync(metricsPath)) {
         // Drop lines written after the checkpoint (a crash between checkpoints), so the log matches an uninterrupted run.
@@ -192,6 +209,9 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         })
 
       const validationBatches = evaluationBatches(data.validation, config.train.evalBatchSize, config.data.window)
+      if (usesUnlabeled(config.method) && data.unlabeled.length === 0) {
+        progress.line(`note: method ${config.method} has no unlabeled data configured; its KL term uses the labeled training documents only`)
+      }
       const vatDocs = [...data.train.map((d) => ({ ids: d.ids, label: -1 })), ...data.unlabeled]
       const stream = stepBatches(
         trainingBatches(data.train, { batchSize: config.train.batchSize, seed: config.seed, stream: "labeled", window: config.data.window, startStep }),
@@ -228,13 +248,22 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
             writeMetrics({ ...m, examplesPerSecond: Number(examplesPerSecond.toFixed(1)) })
             options.onStep?.(m)
             const statusLine =
-              `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}  lr ${m.learningRate.toExponential(2)}  ` +
+              `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}` +
+              (m.perturbedLoss !== undefined ? ` (nll ${m.nll.toFixed(4)} pert ${m.perturbedLoss.toFixed(4)}` : m.virtualLoss !== undefined ? ` (nll ${m.nll.toFixed(4)}` : "") +
+              (m.virtualLoss !== undefined ? ` kl ${m.virtualLoss.toFixed(4)})` : m.perturbedLoss !== undefined ? ")" : "") +
+              `  lr ${m.learningRate.toExponential(2)}  ` +
               `|g| ${m.gradNorm.toFixed(2)}  dead ${m.deadUnits}/${config.model.hiddenUnits}  ${examplesPerSecond.toFixed(0)} ex/s  ETA ${formatDuration(eta)}` +
               (lastValidation ? `  val err ${(lastValidation.error * 100).toFixed(2)}%` : "")
             progress.status(statusLine, m.step % config.train.logEvery === 0)
             if (config.train.evalEvery > 0 && m.step % config.train.evalEvery === 0 && validationBatches.length > 0) {
               lastValidation = evaluate(state.ema, frequencies, validationBatches, stepOptions)
-              writeMetrics({ step: m.step, validationError: lastValidation.error, validationLoss: lastValidation.loss })
+              const perturbed = figure2()
+              writeMetrics({
+                step: m.step,
+                validationError: lastValidation.error,
+                validationLoss: lastValidation.loss,
+                ...(perturbed ? { testAdversarialLoss: perturbed.adversarialLoss, testVirtualAdversarialLoss: perturbed.virtualAdversarialLoss } : {})
+              })
               progress.line(`step ${m.step}: validation error ${(lastValidation.error * 100).toFixed(2)}% (loss ${lastValidation.loss.toFixed(4)}, EMA weights)`)
             }
             if (m.step % config.train.checkpointEvery === 0) yield* saveCheckpoint()
@@ -249,7 +278,8 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       }
 
       progress.line(`evaluating on ${data.test.length} test documents (EMA weights)…`)
-      const test = evaluate(state.ema, frequencies, evaluationBatches(data.test, config.train.evalBatchSize, config.data.window), stepOptions)
+      const test = evaluate(state.ema, frequencies, testBatches, stepOptions)
+      const perturbed = figure2()
       const validation = validationBatches.length > 0 ? evaluate(state.ema, frequencies, validationBatches, stepOptions) : undefined
       const summary: RunSummary = {
         name: config.name,
@@ -261,6 +291,8 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         testAccuracy: test.accuracy,
         testLoss: test.loss,
         testExamples: test.examples,
+        testAdversarialLoss: perturbed?.adversarialLoss ?? null,
+        testVirtualAdversarialLoss: perturbed?.virtualAdversarialLoss ?? null,
         validationError: validation?.error ?? null,
         trainExamples: data.train.length,
         unlabeledExamples: data.unlabeled.length,
@@ -268,7 +300,13 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         classes: data.classes,
         wallSeconds: Number(wallSeconds().toFixed(1))
       }
-      writeMetrics({ step: state.step, testError: test.error, testLoss: test.loss, validationError: summary.validationError })
+      writeMetrics({
+        step: state.step,
+        testError: test.error,
+        testLoss: test.loss,
+        validationError: summary.validationError,
+        ...(perturbed ? { testAdversarialLoss: perturbed.adversarialLoss, testVirtualAdversarialLoss: perturbed.virtualAdversarialLoss } : {})
+      })
       writeFileSync(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
       progress.line(
         `test error ${(test.error * 100).toFixed(2)}% (accuracy ${(test.accuracy * 100).toFixed(2)}%, ${test.examples} documents) · ` +

@@ -70,6 +70,23 @@ export function makeBatch(docs: ReadonlyArray<EncodedDoc>, window: number): Batc
   }
 }
 
+/** Rows [start, end) of a batch, keeping its padded length (so a micro-batch computes exactly what its rows did). */
+export function sliceBatch(batch: Batch, start: number, end: number): Batch {
+  const T = batch.steps
+  const prefix = batch.prefix
+  return {
+    size: end - start,
+    steps: T,
+    ids: batch.ids.slice(start * T, end * T),
+    lengths: batch.lengths.slice(start, end),
+    labels: batch.labels.slice(start, end),
+    prefix:
+      prefix === undefined
+        ? undefined
+        : { steps: prefix.steps, ids: prefix.ids.slice(start * prefix.steps, end * prefix.steps), lengths: prefix.lengths.slice(start, end) }
+  }
+}
+
 export interface BatchSchedule {
   readonly numDocs: number
   readonly batchSize: number

@@ -4,7 +4,9 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { embed, head, lstm, predict, type Params } from "../model/classifier.ts"
 import type { Batch } from "./batch.ts"
-import { classificationLoss } from "./loss.ts"
+import { rng } from "../random.ts"
+import { classificationLoss, klDivergence } from "./loss.ts"
+import { adversarialPerturbation, gaussian, virtualAdversarialPerturbation } from "./perturbation.ts"
 import { batchTensors, embeddingTable, prefixState } from "./train.ts"
 
 export interface Evaluation {
@@ -43,4 +45,54 @@ export function evaluate(
   }
   const accuracy = examples === 0 ? 0 : correct / examples
   return { examples, accuracy, error: 1 - accuracy, loss: examples === 0 ? 0 : lossSum / examples }
+}
+
+export interface PerturbationEvaluation {
+  /** Mean ℓ(e + r_adv) at ε (paper Figure 2a). */
+  readonly adversarialLoss: number
+  /** Mean KL(p(e) ‖ p(e + r_vadv)) at ε (paper Figure 2b). */
+  readonly virtualAdversarialLoss: number
+}
+
+/**
+ * The adversarial and virtual adversarial losses of a model on labeled documents (EMA weights, no dropout), the
+ * quantities the paper plots in Figure 2. VAT noise is seeded per batch, so repeated evaluations are comparable.
+ */
+export function evaluatePerturbationLosses(
+  params: Params,
+  frequencies: tf.Tensor1D,
+  batches: ReadonlyArray<Batch>,
+  options: { readonly normalizeEmbeddings: boolean; readonly epsilon: number; readonly xi: number; readonly powerIterations: number; readonly seed: number }
+): PerturbationEvaluation {
+  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, options.normalizeEmbeddings)))
+  let adversarial = 0
+  let virtual = 0
+  let examples = 0
+  try {
+    batches.forEach((batch, index) => {
+      tf.tidy(() => {
+        const tensors = batchTensors(batch)
+        const initial = prefixState(params, table, batch, undefined)
+        const e = embed(table, tensors.ids, undefined)
+        const logits = (x: tf.Tensor3D) => head(params, lstm(params, x, batch.lengths, initial).h).logits
+        const g = tf.grad((x: tf.Tensor) => classificationLoss(logits(x as tf.Tensor3D), tensors.labels))(e) as tf.Tensor3D
+        adversarial += classificationLoss(logits(tf.add(e, adversarialPerturbation(g, options.epsilon)) as tf.Tensor3D), tensors.labels).dataSync()[0] * batch.size
+        const q = head(params, lstm(params, e, batch.lengths, initial, false).h).logits
+        const noise = gaussian(e.shape, rng(options.seed, "evaluation-noise", index)) as tf.Tensor3D
+        const r = virtualAdversarialPerturbation(
+          e.shape,
+          batch.lengths,
+          { epsilon: options.epsilon, xi: options.xi, iterations: options.powerIterations },
+          (d) => tf.sum(klDivergence(q, logits(tf.add(e, d) as tf.Tensor3D))) as tf.Scalar,
+          noise
+        )
+        virtual += tf.sum(klDivergence(q, logits(tf.add(e, r) as tf.Tensor3D))).dataSync()[0]
+        examples += batch.size
+        tensors.dispose()
+      })
+    })
+  } finally {
+    if (table !== params["embedding"]) table.dispose()
+  }
+  return { adversarialLoss: examples === 0 ? 0 : adversarial / examples, virtualAdversarialLoss: examples === 0 ? 0 : virtual / examples }
 }

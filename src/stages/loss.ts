@@ -17,3 +17,29 @@ export function classificationLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf
     return tf.neg(tf.mean(picked)) as tf.Scalar
   })
 }
+
+/**
+ * KL(q ‖ p) per example between the clean distribution (logits q, a constant: the paper's θ̂) and the perturbed one
+ * (logits p), at the EOS step (spec A3.4). One logit: Bernoulli KL; several: categorical KL. Returns [B].
+ */
+export function klDivergence(qLogits: tf.Tensor2D, pLogits: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
+    if (qLogits.shape[1] === 1) {
+      const q = tf.reshape(qLogits, [-1])
+      const p = tf.reshape(pLogits, [-1])
+      // log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z); q·(log q − log p) + (1−q)·(log(1−q) − log(1−p)).
+      const qProb = tf.sigmoid(q)
+      const logQ = tf.neg(tf.softplus(tf.neg(q)))
+      const log1mQ = tf.neg(tf.softplus(q))
+      const logP = tf.neg(tf.softplus(tf.neg(p)))
+      const log1mP = tf.neg(tf.softplus(p))
+      return tf.add(tf.mul(qProb, tf.sub(logQ, logP)), tf.mul(tf.sub(1, qProb), tf.sub(log1mQ, log1mP))) as tf.Tensor1D
+    }
+    const logQ = tf.logSoftmax(qLogits)
+    const logP = tf.logSoftmax(pLogits)
+    return tf.sum(tf.mul(tf.exp(logQ), tf.sub(logQ, logP)), 1) as tf.Tensor1D
+  })
+}
+
+/** Mean KL over the batch: the virtual adversarial loss (paper Eq. 7). */
+export const meanKl = (qLogits: tf.Tensor2D, pLogits: tf.Tensor2D): tf.Scalar => tf.tidy(() => tf.mean(klDivergence(qLogits, pLogits)) as tf.Scalar)

@@ -1,31 +1,65 @@
 /**
- * The training step stages: tensors for a batch, clean forward, loss, gradient, clipping, Adam and EMA update.
- * Every tensor a step creates is released before it returns (tf.tidy plus explicit disposal of kept tensors), so
- * `tf.memory().numTensors` is flat across steps.
+ * The training step: tensors for the zipped labeled/unlabeled batches, the clean forward, the method's perturbed
+ * passes, the loss gradient, clipping, Adam and EMA. Every tensor a step creates is released before it returns.
+ *
+ * Total loss (paper Eq. 2, 5, 7; spec A3.6):  L = ℓ(e_l) + λ · Σ_terms
+ *   random             ℓ(e_l + r_rand)                  labeled stream
+ *   random-unlabeled   KL(p(e_u) ‖ p(e_u + r_rand))     unlabeled stream (labeled-train + unlabeled, labels ignored)
+ *   adversarial        ℓ(e_l + r_adv)                   labeled stream
+ *   virtual            KL(p(e_u) ‖ p(e_u + r_vadv))     unlabeled stream
+ *   adversarial+virtual  both, one shared ε
+ *
+ * The gradient is assembled explicitly: each term gives ∂/∂(LSTM and head weights) and ∂/∂e of its input window in
+ * one forward/backward pass; the clean term's ∂ℓ/∂e is exactly the adversarial direction g (a constant, so no gradient
+ * flows through the perturbation's construction); the per-stream ∂/∂e are then pulled back through the embedding
+ * lookup and Eq. (1) normalization in one cheap pass. This costs what the reference graph costs (no extra forward).
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { tidy } from "../engine/tidy.ts"
 import {
   EMBEDDING,
   embed,
   embeddingDropoutMask,
-  logitsFromEmbedded,
+  head,
   lstm,
   normalizeEmbeddings,
   type LstmState,
   type Params
 } from "../model/classifier.ts"
 import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
-import { tidy } from "../engine/tidy.ts"
 import { rng } from "../random.ts"
-import type { Batch, StepBatches } from "./batch.ts"
-import { classificationLoss } from "./loss.ts"
+import { type Batch, sliceBatch, type StepBatches } from "./batch.ts"
+import { classificationLoss, klDivergence } from "./loss.ts"
+import { adversarialPerturbation, beforeEosMask, gaussian, randomPerturbation, scaleL2, virtualAdversarialPerturbation } from "./perturbation.ts"
+
+export const METHODS = ["baseline", "random", "random-unlabeled", "adversarial", "virtual", "adversarial+virtual"] as const
+export type Method = (typeof METHODS)[number]
+
+export interface PerturbationOptions {
+  /** ε: the L2 norm of every perturbation, per example over the window (paper: 5.0 with LM pretraining). */
+  readonly epsilon: number
+  /** ξ: the norm of the VAT power-iteration probe (reference: 0.1). */
+  readonly xi: number
+  readonly powerIterations: number
+  /** λ: weight of the perturbation terms (paper: 1). */
+  readonly lambda: number
+  /** Unlabeled examples per micro-batch for the KL terms (0: the whole batch at once). */
+  readonly vatMicroBatch: number
+}
+
+export const DEFAULT_PERTURBATION: PerturbationOptions = { epsilon: 5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0 }
 
 export interface StepOptions {
   readonly seed: number
   readonly embeddingKeepProb: number
   readonly normalizeEmbeddings: boolean
   readonly optimizer: OptimizerConfig
+  readonly method?: Method
+  readonly perturbation?: PerturbationOptions
 }
+
+export const usesLabeledPerturbation = (m: Method) => m === "random" || m === "adversarial" || m === "adversarial+virtual"
+export const usesUnlabeled = (m: Method) => m === "random-unlabeled" || m === "virtual" || m === "adversarial+virtual"
 
 /** The embedding table the model looks words up in: Eq. (1) normalized, or raw. */
 export function embeddingTable(params: Params, frequencies: tf.Tensor1D, normalize: boolean): tf.Tensor2D {
@@ -62,8 +96,13 @@ export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dr
 
 export interface StepMetrics {
   readonly step: number
+  /** Total loss: nll + λ·(perturbation terms). */
   readonly loss: number
   readonly nll: number
+  /** ℓ(e + r_adv) or ℓ(e + r_rand) on the labeled batch, when the method has it. */
+  readonly perturbedLoss?: number
+  /** KL term on the unlabeled batch (VAT or random-unlabeled), when the method has it. */
+  readonly virtualLoss?: number
   readonly gradNorm: number
   readonly learningRate: number
   /** Hidden ReLU units that were zero for every example of the batch. */
@@ -73,42 +112,181 @@ export interface StepMetrics {
 
 export type StepResult = { readonly ok: true; readonly metrics: StepMetrics } | { readonly ok: false; readonly loss: number; readonly step: number }
 
+/** Names of the parameters that the LSTM/head passes differentiate directly (all but the embedding). */
+const modelParamNames = (params: Params) => Object.keys(params).filter((n) => n !== EMBEDDING)
+
+interface TermGradients {
+  readonly value: number
+  /** ∂loss/∂(input window) */
+  readonly dInput: tf.Tensor3D
+  readonly dParams: Record<string, tf.Tensor>
+}
+
+/** One forward/backward pass of `loss(window, params)`, w.r.t. the window and the non-embedding parameters. */
+function termGradients(params: Params, window: tf.Tensor3D, loss: (e: tf.Tensor3D, p: Params) => tf.Scalar): TermGradients {
+  const names = modelParamNames(params)
+  const f = (e: tf.Tensor, ...ps: Array<tf.Tensor>) => loss(e as tf.Tensor3D, { ...params, ...Object.fromEntries(names.map((n, i) => [n, ps[i]])) })
+  const { value, grads } = tf.valueAndGrads(f)([window, ...names.map((n) => params[n])])
+  const result = { value: value.dataSync()[0], dInput: grads[0] as tf.Tensor3D, dParams: Object.fromEntries(names.map((n, i) => [n, grads[i + 1]])) }
+  value.dispose()
+  return result
+}
+
+/** A stream's embedded window for this step (a constant: its gradient is pulled back through the table separately). */
+interface EmbeddedStream {
+  readonly batch: Batch
+  readonly ids: tf.Tensor2D
+  readonly dropout: tf.Tensor3D | undefined
+  readonly e: tf.Tensor3D
+  readonly initial: LstmState | undefined
+}
+
+function embedStream(params: Params, table: tf.Tensor2D, batch: Batch, keepProb: number, random: ReturnType<typeof rng>): EmbeddedStream {
+  const D = table.shape[1]
+  const ids = tf.tensor2d(batch.ids, [batch.size, batch.steps], "int32")
+  const dropout = embeddingDropoutMask(batch.size, D, keepProb, random)
+  return { batch, ids, dropout, e: embed(table, ids, dropout), initial: prefixState(params, table, batch, dropout) }
+}
+
+const logitsOf = (params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }) =>
+  head(params, lstm(params, e, s.batch.lengths, s.initial).h).logits
+
 /**
- * One optimizer step on the labeled batch (method `baseline`: total loss = NLL). The unlabeled batch rides along in
- * the zipped stream for the perturbation methods. A non-finite loss leaves the weights untouched and reports failure.
+ * The KL term on the unlabeled stream for one (micro-)batch: q = p(·|e_u) held constant, r = r_vadv (power iteration)
+ * or r_rand, value = mean KL(q ‖ p(·|e_u + r)) scaled by `weight` (micro-batch share). Gradients as `termGradients`.
+ */
+function klTermGradients(
+  params: Params,
+  s: EmbeddedStream,
+  noise: tf.Tensor3D,
+  method: "virtual" | "random-unlabeled",
+  p: PerturbationOptions,
+  weight: number
+): TermGradients {
+  return tidy(() => {
+    const q = head(params, lstm(params, s.e, s.batch.lengths, s.initial, false).h).logits
+    const r =
+      method === "virtual"
+        ? virtualAdversarialPerturbation(s.e.shape, s.batch.lengths, { epsilon: p.epsilon, xi: p.xi, iterations: p.powerIterations }, (d) =>
+            // Σ over examples (not the mean): each example's direction is then independent of the micro-batch size.
+            tf.sum(klDivergence(q, logitsOf(params, tf.add(s.e, d) as tf.Tensor3D, s))) as tf.Scalar, noise)
+        : (scaleL2(tf.mul(noise, beforeEosMask(s.batch.lengths, s.batch.steps)), p.epsilon) as tf.Tensor3D)
+    return termGradients(params, tf.add(s.e, r) as tf.Tensor3D, (e, ps) => tf.mul(weight, tf.mean(klDivergence(q, logitsOf(ps, e, s)))) as tf.Scalar)
+  })
+}
+
+/** Sum gradient records into `into` (scaled by `scale`). */
+function accumulate(into: Record<string, tf.Tensor>, add: Record<string, tf.Tensor>, scale = 1): void {
+  for (const [name, g] of Object.entries(add)) {
+    const scaled = scale === 1 ? g : tf.mul(g, scale)
+    into[name] = into[name] === undefined ? scaled : tf.add(into[name], scaled)
+  }
+}
+
+/**
+ * One optimizer step. A non-finite loss leaves the weights untouched and reports failure.
+ * The unlabeled batch is used only by the methods with a KL term.
  */
 export function trainStep(state: TrainState, batches: StepBatches, frequencies: tf.Tensor1D, options: StepOptions): StepResult {
   const step = state.step
+  const method = options.method ?? "baseline"
+  const p = options.perturbation ?? DEFAULT_PERTURBATION
   const random = rng(options.seed, "step", step)
-  const batch = batches.labeled
-  const D = state.params[EMBEDDING].shape[1]!
   return tidy((): StepResult => {
-    const tensors = batchTensors(batch)
-    const dropout = embeddingDropoutMask(batch.size, D, options.embeddingKeepProb, random)
-    const initial = tidy(() => {
-      if (batch.prefix === undefined) return undefined
-      const table = embeddingTable(state.params, frequencies, options.normalizeEmbeddings)
-      return prefixState(state.params, table, batch, dropout)
-    })
+    const params = state.params as Params
+    const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
+    const labeled = embedStream(params, table, batches.labeled, options.embeddingKeepProb, random)
+    const labels = tf.tensor1d(batches.labeled.labels, "int32")
+    const grads: Record<string, tf.Tensor> = {}
+
+    // Clean NLL; its ∂ℓ/∂e is the adversarial direction g.
     let hidden: tf.Tensor2D | undefined
-    const { value, grads } = tf.variableGrads(() => {
-      const table = embeddingTable(state.params, frequencies, options.normalizeEmbeddings)
-      const e = embed(table, tensors.ids, dropout)
-      const out = logitsFromEmbedded(state.params, e, batch.lengths, initial)
+    const clean = termGradients(params, labeled.e, (e, ps) => {
+      const out = head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h)
       hidden = tf.keep(out.hidden)
-      return classificationLoss(out.logits, tensors.labels)
-    }, Object.values(state.params))
-    const byName: Record<string, tf.Tensor> = {}
-    for (const [name, v] of Object.entries(state.params)) byName[name] = grads[v.name]
-    const loss = value.dataSync()[0]
-    const deadUnits = hidden === undefined ? 0 : tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.max(hidden!, 0), 0), "int32")).dataSync()[0])
+      return classificationLoss(out.logits, labels)
+    })
+    accumulate(grads, clean.dParams)
+    let dLabeled: tf.Tensor3D = clean.dInput
+    let total = clean.value
+    let perturbedLoss: number | undefined
+    let virtualLoss: number | undefined
+
+    if (usesLabeledPerturbation(method)) {
+      const r =
+        method === "random"
+          ? randomPerturbation(labeled.e.shape, labeled.batch.lengths, p.epsilon, rng(options.seed, "random-perturbation", step))
+          : adversarialPerturbation(clean.dInput, p.epsilon)
+      const term = termGradients(params, tf.add(labeled.e, r) as tf.Tensor3D, (e, ps) =>
+        classificationLoss(head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h).logits, labels)
+      )
+      accumulate(grads, term.dParams, p.lambda)
+      dLabeled = tf.add(dLabeled, tf.mul(term.dInput, p.lambda))
+      perturbedLoss = term.value
+      total += p.lambda * term.value
+    }
+
+    let unlabeled: { stream: EmbeddedStream; dInput: tf.Tensor3D } | undefined
+    if (usesUnlabeled(method)) {
+      const stream = embedStream(params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step))
+      const noise = gaussian(stream.e.shape, rng(options.seed, "kl-noise", step)) as tf.Tensor3D
+      const U = stream.batch.size
+      const chunk = p.vatMicroBatch > 0 ? p.vatMicroBatch : U
+      const dChunks: Array<tf.Tensor3D> = []
+      let value = 0
+      for (let start = 0; start < U; start += chunk) {
+        const end = Math.min(U, start + chunk)
+        const part = sliceStream(stream, start, end)
+        const term = klTermGradients(params, part, tf.slice(noise, [start, 0, 0], [end - start, -1, -1]), method === "random-unlabeled" ? "random-unlabeled" : "virtual", p, (end - start) / U)
+        accumulate(grads, term.dParams, p.lambda)
+        dChunks.push(tf.mul(term.dInput, p.lambda))
+        value += term.value
+      }
+      unlabeled = { stream, dInput: dChunks.length === 1 ? dChunks[0] : (tf.concat(dChunks, 0) as tf.Tensor3D) }
+      virtualLoss = value
+      total += p.lambda * value
+    }
+
+    // Pull ∂/∂e of every stream back through the lookup and the Eq. (1) normalization: the embedding gradient.
+    const pulled = [{ s: labeled, d: dLabeled }, ...(unlabeled ? [{ s: unlabeled.stream, d: unlabeled.dInput }] : [])]
+    grads[EMBEDDING] = tf.grad((raw: tf.Tensor) => {
+      const t = embeddingTable({ ...params, [EMBEDDING]: raw }, frequencies, options.normalizeEmbeddings)
+      return tf.addN(pulled.map(({ s, d }) => tf.sum(tf.mul(embed(t, s.ids, s.dropout), d)))) as tf.Scalar
+    })(params[EMBEDDING])
+
+    const deadUnits = hidden === undefined ? 0 : tf.sum(tf.cast(tf.equal(tf.max(hidden, 0), 0), "int32")).dataSync()[0]
     hidden?.dispose()
-    tensors.dispose()
-    if (!Number.isFinite(loss)) return { ok: false, loss, step }
-    const clipped = clipByGlobalNorm(byName, options.optimizer.maxGradNorm)
+    if (!Number.isFinite(total)) return { ok: false, loss: total, step }
+    const clipped = clipByGlobalNorm(grads, options.optimizer.maxGradNorm)
     const gradNorm = clipped.globalNorm.dataSync()[0]
     const learningRate = learningRateAt(options.optimizer, step)
     applyGradients(state, clipped.grads, options.optimizer)
-    return { ok: true, metrics: { step: step + 1, loss, nll: loss, gradNorm, learningRate, deadUnits, examples: batch.size } }
+    return {
+      ok: true,
+      metrics: {
+        step: step + 1,
+        loss: total,
+        nll: clean.value,
+        ...(perturbedLoss !== undefined ? { perturbedLoss } : {}),
+        ...(virtualLoss !== undefined ? { virtualLoss } : {}),
+        gradNorm,
+        learningRate,
+        deadUnits,
+        examples: batches.labeled.size
+      }
+    }
   })
+}
+
+/** Rows [start, end) of an embedded stream (a micro-batch). */
+function sliceStream(s: EmbeddedStream, start: number, end: number): EmbeddedStream {
+  if (start === 0 && end === s.batch.size) return s
+  const n = end - start
+  return {
+    batch: sliceBatch(s.batch, start, end),
+    ids: tf.slice(s.ids, [start, 0], [n, -1]),
+    dropout: s.dropout === undefined ? undefined : tf.slice(s.dropout, [start, 0, 0], [n, -1, -1]),
+    e: tf.slice(s.e, [start, 0, 0], [n, -1, -1]),
+    initial: s.initial === undefined ? undefined : { c: tf.slice(s.initial.c, [start, 0], [n, -1]), h: tf.slice(s.initial.h, [start, 0], [n, -1]) }
+  }
 }

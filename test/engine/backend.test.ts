@@ -90,7 +90,7 @@ for (const backend of backends) {
             const x = randomFloats(rows * product(rowShape), random, -5, 5)
             const expected = referenceSegmentSum(x, ids, product(rowShape), numSegments)
             const out = tf.tidy(() =>
-              tf.unsortedSegmentSum(tf.tensor(x, [...idsShape, ...rowShape]), tf.tensor(ids, idsShape, "int32") as tf.Tensor1D, numSegments)
+              tf.unsortedSegmentSum(tf.tensor(x, [...idsShape, ...rowShape]), tf.tensor(ids, idsShape, "int32") as unknown as tf.Tensor1D, numSegments)
             )
             expect(out.shape).toEqual([numSegments, ...rowShape])
             expect(out.dtype).toBe("float32")

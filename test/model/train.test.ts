@@ -1,0 +1,196 @@
+import { beforeAll, describe, expect, test } from "bun:test"
+import * as tf from "@tensorflow/tfjs-core"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { EngineOptions } from "../../src/engine/backend.ts"
+import { loadBlas } from "../../src/engine/blas.ts"
+import { initialParams, type ModelShape } from "../../src/model/classifier.ts"
+import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
+import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
+import { rng } from "../../src/random.ts"
+import { evaluationBatches, makeBatch, type EncodedDoc, type StepBatches } from "../../src/stages/batch.ts"
+import { evaluate } from "../../src/stages/evaluate.ts"
+import { trainStep, type StepOptions } from "../../src/stages/train.ts"
+import { initBackend, values } from "../helpers.ts"
+
+const V = 12
+const EOS_ID = V - 1
+const shape: ModelShape = { vocabSize: V, embeddingDim: 4, lstmUnits: 5, hiddenUnits: 3, numClasses: 2 }
+const WINDOW = 5
+
+const optimizer: OptimizerConfig = { learningRate: 0.02, learningRateDecay: 0.999, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+const options: StepOptions = { seed: 7 << 8, embeddingKeepProb: 0.5, normalizeEmbeddings: true, optimizer }
+
+/**
+ * Documents labeled by whether word 1 occurs in them. The first half has 1–4 words (fits the window of 5 with EOS),
+ * the second half 5–11 words (longer than the window: a prefix).
+ */
+function makeDocs(n: number, seed: number, label = true): Array<EncodedDoc> {
+  const random = rng(seed, "docs")
+  return Array.from({ length: n }, (_, i) => {
+    const words = Array.from({ length: i < n / 2 ? 1 + (i % 4) : 5 + (i % 7) }, () => 1 + random.int(V - 2))
+    return { ids: Int32Array.from([...words, EOS_ID]), label: label ? (words.includes(1) ? 1 : 0) : -1 }
+  })
+}
+
+const labeled = makeDocs(24, 1)
+const unlabeled = makeDocs(10, 2, false)
+const frequencyValues = Array.from({ length: V }, (_, i) => (V - i) / ((V * (V + 1)) / 2))
+
+/** Step batches built with makeBatch: rotating labeled batches of 4 (some with a prefix), unlabeled batches of 3. */
+function stepBatchesFor(steps: number, startStep = 0): Array<StepBatches> {
+  return Array.from({ length: steps }, (_, k) => {
+    const step = startStep + k
+    const pick = (docs: Array<EncodedDoc>, size: number) => Array.from({ length: size }, (_, j) => docs[(step * size + j) % docs.length])
+    return { step, labeled: makeBatch(pick(labeled, 4), WINDOW), unlabeled: makeBatch(pick(unlabeled, 3), WINDOW) }
+  })
+}
+
+function newState(seed = 3): TrainState {
+  const initial = initialParams(shape, rng(seed, "init"))
+  const state = createTrainState(initial)
+  tf.dispose(Object.values(initial))
+  return state
+}
+
+const snapshot = (state: TrainState) => Object.fromEntries(Object.entries(state.params).map(([n, v]) => [n, values(v)]))
+
+const blas = loadBlas()
+const engines: Array<{ name: string; backend: "cpu" | "wasm"; options: EngineOptions }> = [
+  { name: "cpu, reference LSTM", backend: "cpu", options: { fusedLstm: "off" } },
+  ...(blas === undefined ? [] : [{ name: "cpu, fused LSTM", backend: "cpu" as const, options: {} }]),
+  { name: "wasm", backend: "wasm", options: {} }
+]
+
+for (const engine of engines) {
+  describe(`training step and evaluation on ${engine.name}`, () => {
+    let frequencies: tf.Tensor1D
+    beforeAll(async () => {
+      await initBackend(engine.backend, engine.options)
+      frequencies = tf.tensor1d(frequencyValues)
+    })
+
+    test("tf.memory().numTensors is flat across 20 trainStep calls (prefix batches included) and evaluate()", () => {
+      const batches = stepBatchesFor(20)
+      expect(batches.some((b) => b.labeled.prefix !== undefined)).toBe(true)
+      expect(batches.some((b) => b.labeled.prefix === undefined)).toBe(true)
+      const state = newState()
+      try {
+        const before = tf.memory().numTensors
+        for (const b of batches) {
+          const result = trainStep(state, b, frequencies, options)
+          if (!result.ok) throw new Error(`step ${b.step}: non-finite loss ${result.loss}`)
+          expect(result.metrics.step).toBe(b.step + 1)
+          expect(result.metrics.examples).toBe(4)
+          expect(result.metrics.learningRate).toBeCloseTo(optimizer.learningRate * optimizer.learningRateDecay ** b.step, 12)
+          expect(Number.isFinite(result.metrics.loss) && result.metrics.loss > 0).toBe(true)
+          expect(result.metrics.nll).toBe(result.metrics.loss)
+          expect(result.metrics.gradNorm).toBeGreaterThan(0)
+          expect(result.metrics.deadUnits).toBeGreaterThanOrEqual(0)
+          expect(result.metrics.deadUnits).toBeLessThanOrEqual(shape.hiddenUnits)
+          expect(tf.memory().numTensors).toBe(before)
+        }
+        expect(state.step).toBe(20)
+        const evaluation = evaluate(state.ema, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: true })
+        expect(evaluation.examples).toBe(labeled.length)
+        expect(tf.memory().numTensors).toBe(before)
+        // Without normalization the raw embedding is the table: evaluate must not dispose it.
+        evaluate(state.params, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: false })
+        expect(state.params.embedding.isDisposed).toBe(false)
+        expect(tf.memory().numTensors).toBe(before)
+      } finally {
+        disposeTrainState(state)
+      }
+    })
+
+    test("evaluate scores every document once; windows with prefixes equal reading whole documents", () => {
+      const state = newState(4)
+      try {
+        const windowed = evaluate(state.params, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: true })
+        const whole = evaluate(state.params, frequencies, evaluationBatches(labeled, 1, 1000), { normalizeEmbeddings: true })
+        expect(windowed.examples).toBe(labeled.length)
+        expect(whole.examples).toBe(labeled.length)
+        expect(windowed.accuracy).toBe(whole.accuracy)
+        expect(windowed.error).toBeCloseTo(1 - windowed.accuracy, 12)
+        expect(windowed.loss).toBeCloseTo(whole.loss, 5)
+        expect(evaluate(state.params, frequencies, [], { normalizeEmbeddings: true })).toEqual({ examples: 0, accuracy: 0, error: 1, loss: 0 })
+      } finally {
+        disposeTrainState(state)
+      }
+    })
+
+    test("training lowers the loss on a repeated batch", () => {
+      const state = newState(5)
+      const batch = stepBatchesFor(1)[0]
+      const fixed = (step: number): StepBatches => ({ ...batch, step })
+      const noDropout = { ...options, embeddingKeepProb: 1, optimizer: { ...optimizer, learningRate: 0.05, maxGradNorm: 5 } }
+      try {
+        const losses: Array<number> = []
+        for (let k = 0; k < 40; k++) {
+          const r = trainStep(state, fixed(k), frequencies, noDropout)
+          if (!r.ok) throw new Error("non-finite loss")
+          losses.push(r.metrics.loss)
+        }
+        expect(losses[39]).toBeLessThan(0.5 * losses[0])
+      } finally {
+        disposeTrainState(state)
+      }
+    })
+
+    test("a non-finite loss leaves the weights, slots and step untouched and leaks nothing", () => {
+      const state = newState(6)
+      try {
+        trainStep(state, stepBatchesFor(1)[0], frequencies, options)
+        const emb = state.params.embedding
+        const poisoned = values(emb)
+        poisoned[3] = NaN
+        tf.tidy(() => emb.assign(tf.tensor2d(poisoned, emb.shape as [number, number])))
+        const before = { params: snapshot(state), m: values(state.adamM["lstm/bias"]), ema: values(state.ema["head/outputBias"]), step: state.step }
+        const tensors = tf.memory().numTensors
+        const result = trainStep(state, stepBatchesFor(2)[1], frequencies, options)
+        expect(result.ok).toBe(false)
+        if (!result.ok) {
+          expect(Number.isNaN(result.loss)).toBe(true)
+          expect(result.step).toBe(before.step)
+        }
+        expect(state.step).toBe(before.step)
+        expect(snapshot(state)).toEqual(before.params)
+        expect(values(state.adamM["lstm/bias"])).toEqual(before.m)
+        expect(values(state.ema["head/outputBias"])).toEqual(before.ema)
+        expect(tf.memory().numTensors).toBe(tensors)
+      } finally {
+        disposeTrainState(state)
+      }
+    })
+
+    test("resuming from a checkpoint reproduces an uninterrupted run exactly", () => {
+      const dir = mkdtempSync(join(tmpdir(), "advtext-resume-"))
+      try {
+        const batches = stepBatchesFor(10)
+        const straight = newState(9)
+        for (const b of batches) trainStep(straight, b, frequencies, options)
+        const expected = snapshot(straight)
+        const expectedEma = Object.fromEntries(Object.entries(straight.ema).map(([n, v]) => [n, values(v)]))
+        disposeTrainState(straight)
+
+        const first = newState(9)
+        for (const b of batches.slice(0, 5)) trainStep(first, b, frequencies, options)
+        const path = join(dir, "ckpt")
+        writeCheckpoint(path, first, {})
+        disposeTrainState(first)
+        const resumed = trainStateFromCheckpoint(readCheckpoint(path))
+        try {
+          expect(resumed.step).toBe(5)
+          for (const b of batches.slice(5)) trainStep(resumed, b, frequencies, options)
+          expect(snapshot(resumed)).toEqual(expected)
+          expect(Object.fromEntries(Object.entries(resumed.ema).map(([n, v]) => [n, values(v)]))).toEqual(expectedEma)
+        } finally {
+          disposeTrainState(resumed)
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  })
+}
