@@ -26,16 +26,20 @@ export interface TrainState {
   step: number
 }
 
+let statesCreated = 0
+
 export function createTrainState(initial: Record<string, tf.Tensor>, step = 0): TrainState {
+  // tfjs variable names are process-global; a per-state suffix lets several states coexist (e.g. two runs in tests).
+  const id = statesCreated++
   const params: Record<string, tf.Variable> = {}
   const adamM: Record<string, tf.Variable> = {}
   const adamV: Record<string, tf.Variable> = {}
   const ema: Record<string, tf.Variable> = {}
   for (const [name, value] of Object.entries(initial)) {
-    params[name] = tf.variable(value, true, `params/${name}`)
-    adamM[name] = tf.variable(tf.zerosLike(value), false, `adam_m/${name}`)
-    adamV[name] = tf.variable(tf.zerosLike(value), false, `adam_v/${name}`)
-    ema[name] = tf.variable(value, false, `ema/${name}`)
+    params[name] = tf.variable(value, true, `params/${name}#${id}`)
+    adamM[name] = tf.variable(tf.zerosLike(value), false, `adam_m/${name}#${id}`)
+    adamV[name] = tf.variable(tf.zerosLike(value), false, `adam_v/${name}#${id}`)
+    ema[name] = tf.variable(value, false, `ema/${name}#${id}`)
   }
   return { params, adamM, adamV, ema, step }
 }

@@ -13,16 +13,21 @@ import * as tf from "@tensorflow/tfjs-core"
 import type { Rng } from "../random.ts"
 
 /**
- * scale_l2 (spec A3.2): ε·x / ‖x‖ per example, computed as α·sqrt(Σ(x/α)² + 1e-6) with α = max|x| + 1e-12, which
- * neither overflows nor underflows for any float32 magnitude and maps x = 0 to 0.
+ * scale_l2: ε·x / ‖x‖₂ per example (norm over all axes but the first).
+ *
+ * Like the reference (spec A3.2) it divides by α = max|x| first, so squaring neither overflows nor underflows for any
+ * float32 magnitude, and maps x = 0 to 0 (never NaN). Unlike the reference we add no 1e-12 to α and no 1e-6 under the
+ * root: those shrink the result for directions with max|x| ≲ 1e-6 (a nearly-zero gradient would get a nearly-zero
+ * perturbation instead of norm ε). Here Σ(x/α)² ≥ 1 whenever x ≠ 0, so ‖result‖ = ε exactly for every nonzero x —
+ * the paper's definition r = ε·g/‖g‖₂.
  */
 export function scaleL2(x: tf.Tensor, epsilon: number): tf.Tensor {
   return tf.tidy(() => {
     const axes = x.shape.map((_, i) => i).slice(1)
-    const alpha = tf.add(tf.max(tf.abs(x), axes, true), 1e-12)
-    const scaled = tf.div(x, alpha)
-    const norm = tf.mul(alpha, tf.sqrt(tf.add(tf.sum(tf.square(scaled), axes, true), 1e-6)))
-    return tf.mul(epsilon, tf.div(x, norm))
+    const alpha = tf.max(tf.abs(x), axes, true)
+    const unit = tf.div(x, tf.where(tf.greater(alpha, 0), alpha, tf.onesLike(alpha)))
+    const norm = tf.sqrt(tf.maximum(tf.sum(tf.square(unit), axes, true), 1))
+    return tf.mul(epsilon, tf.div(unit, norm))
   })
 }
 

@@ -183,81 +183,99 @@ function accumulate(into: Record<string, tf.Tensor>, add: Record<string, tf.Tens
   }
 }
 
+export interface StepGradients {
+  /** ∂L/∂θ for every parameter, before clipping. */
+  readonly grads: Record<string, tf.Tensor>
+  readonly loss: number
+  readonly nll: number
+  readonly perturbedLoss: number | undefined
+  readonly virtualLoss: number | undefined
+  readonly deadUnits: number
+}
+
 /**
- * One optimizer step. A non-finite loss leaves the weights untouched and reports failure.
- * The unlabeled batch is used only by the methods with a KL term.
+ * The gradient of the method's total loss at the current weights (tensors owned by the caller's tidy scope).
+ * Deterministic given (seed, step): dropout masks and noise come from seeded generators.
  */
-export function trainStep(state: TrainState, batches: StepBatches, frequencies: tf.Tensor1D, options: StepOptions): StepResult {
+export function stepGradients(state: TrainState, batches: StepBatches, frequencies: tf.Tensor1D, options: StepOptions): StepGradients {
   const step = state.step
   const method = options.method ?? "baseline"
   const p = options.perturbation ?? DEFAULT_PERTURBATION
   const random = rng(options.seed, "step", step)
-  return tidy((): StepResult => {
-    const params = state.params as Params
-    const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
-    const labeled = embedStream(params, table, batches.labeled, options.embeddingKeepProb, random)
-    const labels = tf.tensor1d(batches.labeled.labels, "int32")
-    const grads: Record<string, tf.Tensor> = {}
+  const params = state.params as Params
+  const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
+  const labeled = embedStream(params, table, batches.labeled, options.embeddingKeepProb, random)
+  const labels = tf.tensor1d(batches.labeled.labels, "int32")
+  const grads: Record<string, tf.Tensor> = {}
 
-    // Clean NLL; its ∂ℓ/∂e is the adversarial direction g.
-    let hidden: tf.Tensor2D | undefined
-    const clean = termGradients(params, labeled.e, (e, ps) => {
-      const out = head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h)
-      hidden = tf.keep(out.hidden)
-      return classificationLoss(out.logits, labels)
-    })
-    accumulate(grads, clean.dParams)
-    let dLabeled: tf.Tensor3D = clean.dInput
-    let total = clean.value
-    let perturbedLoss: number | undefined
-    let virtualLoss: number | undefined
+  // Clean NLL; its ∂ℓ/∂e is the adversarial direction g.
+  let hidden: tf.Tensor2D | undefined
+  const clean = termGradients(params, labeled.e, (e, ps) => {
+    const out = head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h)
+    hidden = tf.keep(out.hidden)
+    return classificationLoss(out.logits, labels)
+  })
+  accumulate(grads, clean.dParams)
+  let dLabeled: tf.Tensor3D = clean.dInput
+  let total = clean.value
+  let perturbedLoss: number | undefined
+  let virtualLoss: number | undefined
 
-    if (usesLabeledPerturbation(method)) {
-      const r =
-        method === "random"
-          ? randomPerturbation(labeled.e.shape, labeled.batch.lengths, p.epsilon, rng(options.seed, "random-perturbation", step))
-          : adversarialPerturbation(clean.dInput, p.epsilon)
-      const term = termGradients(params, tf.add(labeled.e, r) as tf.Tensor3D, (e, ps) =>
-        classificationLoss(head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h).logits, labels)
-      )
+  if (usesLabeledPerturbation(method)) {
+    const r =
+      method === "random"
+        ? randomPerturbation(labeled.e.shape, labeled.batch.lengths, p.epsilon, rng(options.seed, "random-perturbation", step))
+        : adversarialPerturbation(clean.dInput, p.epsilon)
+    const term = termGradients(params, tf.add(labeled.e, r) as tf.Tensor3D, (e, ps) =>
+      classificationLoss(head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h).logits, labels)
+    )
+    accumulate(grads, term.dParams, p.lambda)
+    dLabeled = tf.add(dLabeled, tf.mul(term.dInput, p.lambda))
+    perturbedLoss = term.value
+    total += p.lambda * term.value
+  }
+
+  let unlabeled: { stream: EmbeddedStream; dInput: tf.Tensor3D } | undefined
+  if (usesUnlabeled(method)) {
+    const stream = embedStream(params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step))
+    const noise = gaussian(stream.e.shape, rng(options.seed, "kl-noise", step)) as tf.Tensor3D
+    const U = stream.batch.size
+    const chunk = p.vatMicroBatch > 0 ? p.vatMicroBatch : U
+    const dChunks: Array<tf.Tensor3D> = []
+    let value = 0
+    for (let start = 0; start < U; start += chunk) {
+      const end = Math.min(U, start + chunk)
+      const part = sliceStream(stream, start, end)
+      const kind = method === "random-unlabeled" ? "random-unlabeled" : "virtual"
+      const term = klTermGradients(params, part, tf.slice(noise, [start, 0, 0], [end - start, -1, -1]), kind, p, (end - start) / U)
       accumulate(grads, term.dParams, p.lambda)
-      dLabeled = tf.add(dLabeled, tf.mul(term.dInput, p.lambda))
-      perturbedLoss = term.value
-      total += p.lambda * term.value
+      dChunks.push(tf.mul(term.dInput, p.lambda))
+      value += term.value
     }
+    unlabeled = { stream, dInput: dChunks.length === 1 ? dChunks[0] : (tf.concat(dChunks, 0) as tf.Tensor3D) }
+    virtualLoss = value
+    total += p.lambda * value
+  }
 
-    let unlabeled: { stream: EmbeddedStream; dInput: tf.Tensor3D } | undefined
-    if (usesUnlabeled(method)) {
-      const stream = embedStream(params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step))
-      const noise = gaussian(stream.e.shape, rng(options.seed, "kl-noise", step)) as tf.Tensor3D
-      const U = stream.batch.size
-      const chunk = p.vatMicroBatch > 0 ? p.vatMicroBatch : U
-      const dChunks: Array<tf.Tensor3D> = []
-      let value = 0
-      for (let start = 0; start < U; start += chunk) {
-        const end = Math.min(U, start + chunk)
-        const part = sliceStream(stream, start, end)
-        const term = klTermGradients(params, part, tf.slice(noise, [start, 0, 0], [end - start, -1, -1]), method === "random-unlabeled" ? "random-unlabeled" : "virtual", p, (end - start) / U)
-        accumulate(grads, term.dParams, p.lambda)
-        dChunks.push(tf.mul(term.dInput, p.lambda))
-        value += term.value
-      }
-      unlabeled = { stream, dInput: dChunks.length === 1 ? dChunks[0] : (tf.concat(dChunks, 0) as tf.Tensor3D) }
-      virtualLoss = value
-      total += p.lambda * value
-    }
+  // Pull ∂/∂e of every stream back through the lookup and the Eq. (1) normalization: the embedding gradient.
+  const pulled = [{ s: labeled, d: dLabeled }, ...(unlabeled ? [{ s: unlabeled.stream, d: unlabeled.dInput }] : [])]
+  grads[EMBEDDING] = tf.grad((raw: tf.Tensor) => {
+    const t = embeddingTable({ ...params, [EMBEDDING]: raw }, frequencies, options.normalizeEmbeddings)
+    return tf.addN(pulled.map(({ s, d }) => tf.sum(tf.mul(embed(t, s.ids, s.dropout), d)))) as tf.Scalar
+  })(params[EMBEDDING])
 
-    // Pull ∂/∂e of every stream back through the lookup and the Eq. (1) normalization: the embedding gradient.
-    const pulled = [{ s: labeled, d: dLabeled }, ...(unlabeled ? [{ s: unlabeled.stream, d: unlabeled.dInput }] : [])]
-    grads[EMBEDDING] = tf.grad((raw: tf.Tensor) => {
-      const t = embeddingTable({ ...params, [EMBEDDING]: raw }, frequencies, options.normalizeEmbeddings)
-      return tf.addN(pulled.map(({ s, d }) => tf.sum(tf.mul(embed(t, s.ids, s.dropout), d)))) as tf.Scalar
-    })(params[EMBEDDING])
+  const deadUnits = hidden === undefined ? 0 : tf.sum(tf.cast(tf.equal(tf.max(hidden, 0), 0), "int32")).dataSync()[0]
+  hidden?.dispose()
+  return { grads, loss: total, nll: clean.value, perturbedLoss, virtualLoss, deadUnits }
+}
 
-    const deadUnits = hidden === undefined ? 0 : tf.sum(tf.cast(tf.equal(tf.max(hidden, 0), 0), "int32")).dataSync()[0]
-    hidden?.dispose()
-    if (!Number.isFinite(total)) return { ok: false, loss: total, step }
-    const clipped = clipByGlobalNorm(grads, options.optimizer.maxGradNorm)
+/** One optimizer step. A non-finite loss leaves the weights untouched and reports failure. */
+export function trainStep(state: TrainState, batches: StepBatches, frequencies: tf.Tensor1D, options: StepOptions): StepResult {
+  const step = state.step
+  return tidy((): StepResult => {
+    const g = stepGradients(state, batches, frequencies, options)
+    if (!Number.isFinite(g.loss)) return { ok: false, loss: g.loss, step }
+    const clipped = clipByGlobalNorm(g.grads, options.optimizer.maxGradNorm)
     const gradNorm = clipped.globalNorm.dataSync()[0]
     const learningRate = learningRateAt(options.optimizer, step)
     applyGradients(state, clipped.grads, options.optimizer)
@@ -265,13 +283,13 @@ export function trainStep(state: TrainState, batches: StepBatches, frequencies: 
       ok: true,
       metrics: {
         step: step + 1,
-        loss: total,
-        nll: clean.value,
-        ...(perturbedLoss !== undefined ? { perturbedLoss } : {}),
-        ...(virtualLoss !== undefined ? { virtualLoss } : {}),
+        loss: g.loss,
+        nll: g.nll,
+        ...(g.perturbedLoss !== undefined ? { perturbedLoss: g.perturbedLoss } : {}),
+        ...(g.virtualLoss !== undefined ? { virtualLoss: g.virtualLoss } : {}),
         gradNorm,
         learningRate,
-        deadUnits,
+        deadUnits: g.deadUnits,
         examples: batches.labeled.size
       }
     }
