@@ -4,9 +4,9 @@
  * resumed at step 800, and changing the batch size does not change the split.
  */
 
-/** 32-bit FNV-1a style mixing of the seed and keys into one state word. */
-function mixKeys(seed: number, keys: ReadonlyArray<string | number>): number {
-  let h = (0x811c9dc5 ^ (seed >>> 0)) >>> 0
+/** 32-bit FNV-1a style mixing of the seed and keys into one state word; `basis` gives independent words. */
+function mixKeys(basis: number, seed: number, keys: ReadonlyArray<string | number>): number {
+  let h = basis >>> 0
   const feed = (x: number) => {
     h = Math.imul(h ^ (x & 0xff), 0x01000193) >>> 0
   }
@@ -34,9 +34,9 @@ export interface Rng {
 
 /** A sfc32-style generator seeded from (seed, keys). */
 export function rng(seed: number, ...keys: ReadonlyArray<string | number>): Rng {
-  let a = mixKeys(seed, keys)
-  let b = mixKeys(seed ^ 0x9e3779b9, keys)
-  let c = mixKeys(seed ^ 0x85ebca6b, keys)
+  let a = mixKeys(0x811c9dc5, seed, keys)
+  let b = mixKeys(0x9e3779b9, seed, keys)
+  let c = mixKeys(0x85ebca6b, seed, keys)
   let d = 1
   const next = (): number => {
     const t = (((a + b) >>> 0) + d) >>> 0

@@ -195,11 +195,13 @@ describe("applyGradients: TF1 Adam + EMA (spec A4.1)", () => {
   // dispose them after creating the variables.
   test.failing("createTrainState + disposeTrainState leave the tensor count unchanged (src/model/optimizer.ts bug)", () => {
     const initial = { a: tf.ones([2]), b: tf.ones([3]) }
-    const before = tf.memory().numTensors
-    const state = createTrainState(initial)
-    disposeTrainState(state)
-    expect(tf.memory().numTensors).toBe(before)
-    tf.dispose(Object.values(initial))
+    try {
+      const before = tf.memory().numTensors
+      disposeTrainState(createTrainState(initial))
+      expect(tf.memory().numTensors).toBe(before)
+    } finally {
+      tf.dispose(Object.values(initial))
+    }
   })
 
   test("parameters without a gradient are left alone and no tensors leak", () => {

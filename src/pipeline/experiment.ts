@@ -1,0 +1,129 @@
+/**
+ * `bun run experiment <config.ts> [--methods a,b,...] [--seeds N] [--root DIR] [--data-dir DIR] [--set k=v ...]`
+ *
+ * Runs the methods × seeds grid (each seed is a different random split for RT, as in the paper), one run dir per
+ * cell (<root>/<method>/seed<k>), and prints a markdown table of test error (mean ± sample std over seeds, and the
+ * paired difference to the baseline on the same splits), also saved as <root>/results.md and results.json.
+ * Re-running the same command skips finished cells and resumes interrupted ones.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Option, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { ConfigError, type UserError } from "../errors.ts"
+import { METHODS, type Method } from "../stages/train.ts"
+import { type Config, loadConfigFile } from "./config.ts"
+import { consoleProgress } from "./progress.ts"
+import { runPipeline, type RunSummary, type StopSignal } from "./run.ts"
+
+export interface Cell {
+  readonly method: Method
+  readonly seed: number
+  readonly summary: RunSummary
+}
+
+const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
+const std = (xs: ReadonlyArray<number>) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)))
+const pct = (x: number) => (100 * x).toFixed(2)
+
+/** The markdown results table: mean ± std test error per method, and the paired difference to the baseline. */
+export function resultsTable(cells: ReadonlyArray<Cell>, methods: ReadonlyArray<Method>): string {
+  const bySeed = (m: Method) => new Map(cells.filter((c) => c.method === m).map((c) => [c.seed, c.summary.testError]))
+  const baseline = bySeed("baseline")
+  const lines = [
+    "| method | test error % (mean ± std) | seeds | Δ vs baseline, paired (pt) | per seed |",
+    "|---|---|---|---|---|"
+  ]
+  for (const m of methods) {
+    const errors = bySeed(m)
+    if (errors.size === 0) continue
+    const values = [...errors.values()]
+    const paired = [...errors].filter(([s]) => baseline.has(s)).map(([s, e]) => 100 * (e - baseline.get(s)!))
+    const delta = m === "baseline" || paired.length === 0 ? "—" : `${mean(paired) >= 0 ? "+" : ""}${mean(paired).toFixed(2)} ± ${std(paired).toFixed(2)}`
+    const perSeed = [...errors].sort(([a], [b]) => a - b).map(([s, e]) => `${s}: ${pct(e)}`).join(", ")
+    lines.push(`| ${m} | ${pct(mean(values))} ± ${pct(std(values))} | ${values.length} | ${delta} | ${perSeed} |`)
+  }
+  return lines.join("\n")
+}
+
+const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
+
+const experiment = Command.make(
+  "experiment",
+  {
+    config: Argument.String("config").pipe(Argument.withDescription("experiment config (e.g. configs/rt-cpu.ts)")),
+    methods: Flag.String("methods").pipe(Flag.withDescription(`comma-separated, from ${METHODS.join(", ")}`), Flag.withDefault("baseline,adversarial,virtual,adversarial+virtual")),
+    seeds: Flag.Int("seeds").pipe(Flag.withDescription("number of seeds (0 … N−1; for RT each is a different 90/10 split)"), Flag.withDefault(3)),
+    root: Flag.String("root").pipe(Flag.withDescription("folder for the grid's run dirs and results"), Flag.optional),
+    dataDir: Flag.String("data-dir").pipe(Flag.withDescription("folder holding the dataset archives"), Flag.optional),
+    set: Flag.String("set").pipe(Flag.withDescription("override a config field for every cell (repeatable)"), Flag.atLeast(0))
+  },
+  (args) =>
+    Effect.promise(async () => {
+      const methods = args.methods.split(",").map((m) => m.trim()) as Array<Method>
+      const unknown = methods.filter((m) => !(METHODS as ReadonlyArray<string>).includes(m))
+      const fail = (e: UserError) => {
+        process.stderr.write(`\nerror (${e._tag}): ${e.message}\n`)
+        process.exitCode = e._tag === "ConfigError" ? 2 : 1
+      }
+      if (unknown.length > 0 || args.seeds < 1) {
+        return fail(new ConfigError({ message: unknown.length > 0 ? `unknown method(s) ${unknown.join(", ")}; choose from ${METHODS.join(", ")}` : "--seeds must be at least 1" }))
+      }
+      let base: Config
+      try {
+        base = await loadConfigFile(resolve(args.config), args.set)
+      } catch (e) {
+        if (isUserError(e)) return fail(e)
+        throw e
+      }
+      const root = Option.getOrElse(args.root, () => join("runs", `${base.name}-grid`))
+      mkdirSync(root, { recursive: true })
+      const stop: StopSignal = { requested: false }
+      const onSigint = () => {
+        if (stop.requested) process.exit(130)
+        stop.requested = true
+        process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
+      }
+      process.on("SIGINT", onSigint)
+      const progress = consoleProgress()
+      const cells: Array<Cell> = []
+      const started = performance.now()
+      for (let seed = 0; seed < args.seeds; seed++) {
+        for (const method of methods) {
+          if (stop.requested) break
+          const runDir = join(root, method, `seed${seed}`)
+          const summaryPath = join(runDir, "summary.json")
+          if (existsSync(summaryPath)) {
+            cells.push({ method, seed, summary: JSON.parse(readFileSync(summaryPath, "utf8")) })
+            progress.line(`[${method} seed ${seed}] done earlier: test error ${pct(cells.at(-1)!.summary.testError)}%`)
+            continue
+          }
+          progress.line(`\n[${method} seed ${seed}] ${runDir}`)
+          const config: Config = { ...base, method, seed }
+          const exit = await Effect.runPromise(
+            runPipeline(config, { runDir, dataDir: Option.getOrUndefined(args.dataDir), resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop }).pipe(Effect.result)
+          )
+          if (Result.isFailure(exit)) return fail(exit.failure)
+          if (exit.success.status === "completed") cells.push({ method, seed, summary: exit.success.summary })
+        }
+      }
+      process.off("SIGINT", onSigint)
+      const table = resultsTable(cells, methods)
+      const header =
+        `# ${base.name}: test error by method\n\nConfig: ${args.config}${args.set.length ? ` (${args.set.join(" ")})` : ""} · model D ${base.model.embeddingDim}, ` +
+        `LSTM ${base.model.lstmUnits}, hidden ${base.model.hiddenUnits} · ${base.train.steps} steps, batch ${base.train.batchSize} labeled / ` +
+        `${base.train.unlabeledBatchSize} unlabeled · ε ${base.perturbation.epsilon} · seeds 0…${args.seeds - 1} · wall ${((performance.now() - started) / 60000).toFixed(1)} min this invocation\n\n`
+      writeFileSync(join(root, "results.md"), header + table + "\n")
+      writeFileSync(join(root, "results.json"), JSON.stringify(cells.map((c) => c.summary), null, 2) + "\n")
+      process.stdout.write(table + "\n")
+      if (stop.requested) process.exitCode = 130
+    })
+)
+
+if (import.meta.main) {
+  experiment.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), Effect.runPromise).catch((cause) => {
+    process.stderr.write(`internal error: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`)
+    process.exitCode = 1
+  })
+}
