@@ -17,6 +17,7 @@ import "@tensorflow/tfjs-backend-wasm"
 import { Effect } from "effect"
 import { BackendError } from "../errors.ts"
 import { loadBlas, useBlasMatMul } from "./blas.ts"
+import { loadGateKernels } from "./gates.ts"
 import { useFusedLstm } from "./lstm-op.ts"
 
 export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu"
@@ -236,13 +237,14 @@ export interface EngineOptions {
   readonly fusedLstm?: "auto" | "off"
 }
 
-function configureEngine(backendName: string, options: EngineOptions): Pick<ActiveBackend, "blas" | "fusedLstm" | "description"> {
+async function configureEngine(backendName: string, options: EngineOptions): Promise<Pick<ActiveBackend, "blas" | "fusedLstm" | "description">> {
   const blas = (options.blas ?? "auto") === "auto" && backendName !== "tensorflow" ? loadBlas() : undefined
   useBlasMatMul(blas)
   const fused = blas !== undefined && (options.fusedLstm ?? "auto") === "auto"
   useFusedLstm(fused ? blas : undefined)
+  const gates = fused ? (await loadGateKernels()).note : undefined
   const blasText = blas === undefined ? undefined : `${blas.description} (${blas.threads} thread${blas.threads === 1 ? "" : "s"})`
-  const description = blasText === undefined ? "tfjs matmul, reference LSTM" : `matmul on ${blasText}, ${fused ? "fused" : "reference"} LSTM`
+  const description = blasText === undefined ? "tfjs matmul, reference LSTM" : `matmul on ${blasText}, ${fused ? `fused LSTM with ${gates}` : "reference LSTM"}`
   return { blas: blasText, fusedLstm: fused, description }
 }
 
@@ -257,7 +259,7 @@ export const selectBackend = (requested: BackendName, engine: EngineOptions = {}
         const pkg = await tryTensorflow()
         if (pkg !== undefined && (await tf.setBackend("tensorflow"))) {
           await tf.ready()
-          const e = configureEngine("tensorflow", engine)
+          const e = await configureEngine("tensorflow", engine)
           return { name: "tensorflow", description: `tensorflow (${pkg}), ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
         }
         if (requested === "tensorflow") {
@@ -272,7 +274,7 @@ export const selectBackend = (requested: BackendName, engine: EngineOptions = {}
         if (requested !== "auto" && requested !== name) continue
         if (await trySet(name)) {
           await tf.ready()
-          const e = configureEngine(name, engine)
+          const e = await configureEngine(name, engine)
           const base = name === "wasm" ? "wasm (tfjs-backend-wasm)" : "cpu (tfjs-backend-cpu, pure JS)"
           return { name, description: `${base}, ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
         }

@@ -116,16 +116,28 @@ export function loadBlas(): Blas | undefined {
   return blas
 }
 
-/** Shapes of a BatchMatMul: leading batch dims (broadcast when one side has batch 1), then M×K · K×N. */
+/**
+ * Shapes of a BatchMatMul (leading batch dims, then M×K · K×N), or undefined for the cases this kernel leaves to
+ * tfjs's own: non-float32 inputs, mismatched inner dimensions, and batch broadcasts other than "same batch dims" or
+ * "one side has none / all ones".
+ */
 function matmulShapes(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean) {
+  if (a.dtype !== "float32" || b.dtype !== "float32" || a.shape.length < 2 || b.shape.length < 2) return undefined
   const ra = a.shape.length
   const rb = b.shape.length
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2]
   const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1]
+  const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2]
   const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1]
-  const batchA = a.shape.slice(0, -2).reduce((x, y) => x * y, 1)
-  const batchB = b.shape.slice(0, -2).reduce((x, y) => x * y, 1)
-  const batchShape = (batchA >= batchB ? a.shape : b.shape).slice(0, -2)
+  if (k !== kb) return undefined
+  const dimsA = a.shape.slice(0, -2)
+  const dimsB = b.shape.slice(0, -2)
+  const batchA = dimsA.reduce((x, y) => x * y, 1)
+  const batchB = dimsB.reduce((x, y) => x * y, 1)
+  const same = dimsA.length === dimsB.length && dimsA.every((d, i) => d === dimsB[i])
+  if (!same && batchA !== 1 && batchB !== 1) return undefined
+  // The output's batch dims are the broadcast of both (so [M,K]·[1,K,N] is [1,M,N], as in tfjs).
+  const batchShape = tf.backend_util.assertAndGetBroadcastShape(dimsA, dimsB)
   return { m, k, n, batchA, batchB, batch: Math.max(batchA, batchB), outShape: [...batchShape, m, n] }
 }
 
@@ -135,7 +147,7 @@ function batchedSgemm(
   a: Float32Array,
   b: Float32Array,
   out: Float32Array,
-  s: ReturnType<typeof matmulShapes>,
+  s: NonNullable<ReturnType<typeof matmulShapes>>,
   transposeA: boolean,
   transposeB: boolean
 ): void {
@@ -169,10 +181,14 @@ export function useBlasMatMul(blas: Blas | undefined): void {
     for (const original of originalKernels.values()) if (original !== undefined) tf.registerKernel(original)
     return
   }
+  const original = (backendName: string) => originalKernels.get(backendName)
   tf.registerKernel({
     kernelName: "BatchMatMul",
     backendName: "cpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
+    setupFunc: original("cpu")?.setupFunc,
+    disposeFunc: original("cpu")?.disposeFunc,
+    kernelFunc: (args) => {
+      const { inputs, backend, attrs } = args
       const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
       const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
       const cpu = backend as unknown as {
@@ -180,6 +196,7 @@ export function useBlasMatMul(blas: Blas | undefined): void {
         makeTensorInfo(shape: Array<number>, dtype: tf.DataType, values: Float32Array): tf.TensorInfo
       }
       const s = matmulShapes(a, b, transposeA, transposeB)
+      if (s === undefined) return original("cpu")!.kernelFunc(args)
       const out = new Float32Array(s.batch * s.m * s.n)
       batchedSgemm(blas, cpu.data.get(a.dataId).values, cpu.data.get(b.dataId).values, out, s, transposeA, transposeB)
       return cpu.makeTensorInfo(s.outShape, "float32", out)
@@ -188,7 +205,11 @@ export function useBlasMatMul(blas: Blas | undefined): void {
   tf.registerKernel({
     kernelName: "BatchMatMul",
     backendName: "wasm",
-    kernelFunc: ({ inputs, backend, attrs }) => {
+    // The wasm backend calls setupFunc when it initializes; keep tfjs's so switching back to it still works.
+    setupFunc: original("wasm")?.setupFunc,
+    disposeFunc: original("wasm")?.disposeFunc,
+    kernelFunc: (args) => {
+      const { inputs, backend, attrs } = args
       const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
       const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
       const wasm = backend as unknown as {
@@ -196,6 +217,7 @@ export function useBlasMatMul(blas: Blas | undefined): void {
         typedArrayFromHeap(t: tf.TensorInfo): Float32Array
       }
       const s = matmulShapes(a, b, transposeA, transposeB)
+      if (s === undefined) return original("wasm")!.kernelFunc(args)
       const outInfo = wasm.makeOutput(s.outShape, "float32")
       // Views are taken after the allocation: growing the wasm heap detaches earlier views.
       batchedSgemm(blas, wasm.typedArrayFromHeap(a), wasm.typedArrayFromHeap(b), wasm.typedArrayFromHeap(outInfo), s, transposeA, transposeB)

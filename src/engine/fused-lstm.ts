@@ -1,10 +1,12 @@
 /**
  * A fused LSTM sequence op for the CPU backends: forward over the whole window with the gates kept in one buffer, and
- * a backward pass whose weight gradients are single large GEMMs over all time steps (not T small ones). Gate math runs
- * in tight loops over typed arrays; matrix products go to BLAS (bun:ffi). Semantics match `lstm` in
- * src/model/classifier.ts exactly (TF BasicLSTMCell, gates i, j, f, o, forget bias 0, state frozen past each length).
+ * a backward pass whose weight gradients are single large GEMMs over all time steps (not T small ones). Matrix
+ * products go to BLAS (bun:ffi); the gate math runs in WebAssembly SIMD kernels (src/engine/gates.ts) on the same
+ * memory. Semantics match `referenceLstm` in src/model/classifier.ts exactly (TF BasicLSTMCell, gates i, j, f, o,
+ * forget bias 0, state frozen past each sequence's length).
  */
 import type { Blas } from "./blas.ts"
+import { Workspace } from "./gates.ts"
 
 export interface LstmWeights {
   /** [D, 4H] */
@@ -22,19 +24,26 @@ export interface LstmDims {
   readonly units: number
 }
 
-/** What the backward pass needs from the forward pass. */
+type Buffer = { readonly at: number; readonly view: Float32Array }
+
+/** What the backward pass needs from the forward pass, all inside one workspace. */
 export interface LstmTape {
   readonly dims: LstmDims
-  readonly lengths: Int32Array
+  readonly ws: Workspace
+  readonly lengths: { readonly at: number; readonly view: Int32Array }
   /** Inputs, time-major [T, B, D]. */
-  readonly inputs: Float32Array
+  readonly inputs: Buffer
   /** Activated gates i, j, f, o per step, [T, B, 4H]. */
-  readonly gates: Float32Array
-  /** State before each step: h, c [T, B, H]. */
-  readonly hPrev: Float32Array
-  readonly cPrev: Float32Array
-  /** tanh(c) after each step, [T, B, H]. */
-  readonly tanhC: Float32Array
+  readonly gates: Buffer
+  /** State before each step: h, c [T, B, H]; tanh(c) after each step [T, B, H]. */
+  readonly hPrev: Buffer
+  readonly cPrev: Buffer
+  readonly tanhC: Buffer
+  /** Backward scratch, allocated with the forward pass: dZ [T, B, 4H], dh, dc, dh_recurrent [B, H]. */
+  readonly dz: Buffer
+  readonly dh: Buffer
+  readonly dc: Buffer
+  readonly dhRecurrent: Buffer
 }
 
 export interface LstmForward {
@@ -44,15 +53,9 @@ export interface LstmForward {
   readonly tape: LstmTape | undefined
 }
 
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
-/** tanh through one exp: 2.4× faster than Math.tanh in Bun (15 vs 36 ns), exact limits ±1 (no Inf/Inf). */
-const tanh = (x: number) => 1 - 2 / (1 + Math.exp(2 * x))
-
 /** x batch-major [B, T, D] → time-major [T, B, D] (and back with `toBatchMajor`). */
-function toTimeMajor(x: Float32Array, B: number, T: number, D: number): Float32Array {
-  const out = new Float32Array(x.length)
+function copyToTimeMajor(x: Float32Array, out: Float32Array, B: number, T: number, D: number): void {
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) out.set(x.subarray((b * T + t) * D, (b * T + t + 1) * D), (t * B + b) * D)
-  return out
 }
 
 function toBatchMajor(x: Float32Array, B: number, T: number, D: number): Float32Array {
@@ -72,45 +75,35 @@ export function lstmForward(
 ): LstmForward {
   const { batch: B, steps: T, inputSize: D, units: H } = dims
   const G = 4 * H
-  const x = toTimeMajor(inputs, B, T, D)
+  const tapeFloats = keepTape ? 3 * T * B * H + T * B * G + 3 * B * H : 0
+  const ws = new Workspace(B + T * B * D + T * B * G + 2 * B * H + tapeFloats)
+  const lens = ws.i32(lengths)
+  const x = ws.f32(T * B * D)
+  const z = ws.f32(T * B * G)
+  const h = ws.f32(B * H)
+  const c = ws.f32(B * H)
+  const hPrev = keepTape ? ws.f32(T * B * H) : undefined
+  const cPrev = keepTape ? ws.f32(T * B * H) : undefined
+  const tanhC = keepTape ? ws.f32(T * B * H) : undefined
+  copyToTimeMajor(inputs, x.view, B, T, D)
   // All input projections in one GEMM: Z[t, b] = x[t, b]·Wx + bias; the recurrent term is added per step.
-  const z = new Float32Array(T * B * G)
-  for (let r = 0; r < T * B; r++) z.set(w.bias, r * G)
-  blas.sgemm(false, false, T * B, G, D, 1, x, D, w.inputKernel, G, 1, z, G)
-  const h = initial ? Float32Array.from(initial.h) : new Float32Array(B * H)
-  const c = initial ? Float32Array.from(initial.c) : new Float32Array(B * H)
-  const hPrev = keepTape ? new Float32Array(T * B * H) : undefined
-  const cPrev = keepTape ? new Float32Array(T * B * H) : undefined
-  const tanhC = keepTape ? new Float32Array(T * B * H) : undefined
-  for (let t = 0; t < T; t++) {
-    const zt = z.subarray(t * B * G, (t + 1) * B * G)
-    hPrev?.set(h, t * B * H)
-    cPrev?.set(c, t * B * H)
-    blas.sgemm(false, false, B, G, H, 1, h, H, w.recurrentKernel, G, 1, zt, G)
-    for (let b = 0; b < B; b++) {
-      if (t >= lengths[b]) continue
-      const g = b * G
-      const s = b * H
-      const tc0 = (t * B + b) * H
-      for (let k = 0; k < H; k++) {
-        const i = sigmoid(zt[g + k])
-        const j = tanh(zt[g + H + k])
-        const f = sigmoid(zt[g + 2 * H + k])
-        const o = sigmoid(zt[g + 3 * H + k])
-        zt[g + k] = i
-        zt[g + H + k] = j
-        zt[g + 2 * H + k] = f
-        zt[g + 3 * H + k] = o
-        const cNew = f * c[s + k] + i * j
-        const tc = tanh(cNew)
-        c[s + k] = cNew
-        h[s + k] = o * tc
-        if (tanhC !== undefined) tanhC[tc0 + k] = tc
-      }
-    }
+  for (let r = 0; r < T * B; r++) z.view.set(w.bias, r * G)
+  blas.sgemm(false, false, T * B, G, D, 1, x.view, D, w.inputKernel, G, 1, z.view, G)
+  if (initial) {
+    h.view.set(initial.h)
+    c.view.set(initial.c)
   }
-  const tape = keepTape ? { dims, lengths, inputs: x, gates: z, hPrev: hPrev!, cPrev: cPrev!, tanhC: tanhC! } : undefined
-  return { h, c, tape }
+  for (let t = 0; t < T; t++) {
+    const zt = z.view.subarray(t * B * G, (t + 1) * B * G)
+    hPrev?.view.set(h.view, t * B * H)
+    cPrev?.view.set(c.view, t * B * H)
+    blas.sgemm(false, false, B, G, H, 1, h.view, H, w.recurrentKernel, G, 1, zt, G)
+    ws.kernels.forwardStep(z.at + t * B * G * 4, c.at, h.at, tanhC === undefined ? 0 : tanhC.at + t * B * H * 4, lens.at, t, B, H)
+  }
+  const tape: LstmTape | undefined = keepTape
+    ? { dims, ws, lengths: lens, inputs: x, gates: z, hPrev: hPrev!, cPrev: cPrev!, tanhC: tanhC!, dz: ws.f32(T * B * G), dh: ws.f32(B * H), dc: ws.f32(B * H), dhRecurrent: ws.f32(B * H) }
+    : undefined
+  return { h: h.view.slice(), c: c.view.slice(), tape }
 }
 
 export interface LstmGradients {
@@ -125,52 +118,29 @@ export interface LstmGradients {
 export function lstmBackward(blas: Blas, tape: LstmTape, w: LstmWeights, dhFinal: Float32Array): LstmGradients {
   const { batch: B, steps: T, inputSize: D, units: H } = tape.dims
   const G = 4 * H
-  const { gates, cPrev, tanhC, lengths } = tape
-  const dh = Float32Array.from(dhFinal)
-  const dc = new Float32Array(B * H)
-  const dz = new Float32Array(T * B * G)
-  const dhRecurrent = new Float32Array(B * H)
-  for (let t = T - 1; t >= 0; t--) {
-    const dzt = dz.subarray(t * B * G, (t + 1) * B * G)
-    let anyValid = false
-    for (let b = 0; b < B; b++) {
-      if (t >= lengths[b]) continue // past the end: the state passed through unchanged, so do its gradients
-      anyValid = true
-      const g = (t * B + b) * G
-      const s = b * H
-      const st = (t * B + b) * H
-      const dg = b * G
-      for (let k = 0; k < H; k++) {
-        const i = gates[g + k]
-        const j = gates[g + H + k]
-        const f = gates[g + 2 * H + k]
-        const o = gates[g + 3 * H + k]
-        const tc = tanhC[st + k]
-        const dhk = dh[s + k]
-        const dcn = dc[s + k] + dhk * o * (1 - tc * tc)
-        dzt[dg + k] = dcn * j * i * (1 - i)
-        dzt[dg + H + k] = dcn * i * (1 - j * j)
-        dzt[dg + 2 * H + k] = dcn * cPrev[st + k] * f * (1 - f)
-        dzt[dg + 3 * H + k] = dhk * tc * o * (1 - o)
-        dc[s + k] = dcn * f
-      }
-    }
-    if (!anyValid) continue
-    // dh_{t-1} = dZ_t · Whᵀ for the rows that stepped.
-    blas.sgemm(false, true, B, H, G, 1, dzt, G, w.recurrentKernel, G, 0, dhRecurrent, H)
-    for (let b = 0; b < B; b++) if (t < lengths[b]) dh.set(dhRecurrent.subarray(b * H, (b + 1) * H), b * H)
+  const { ws, gates, cPrev, tanhC, dz, dh, dc, dhRecurrent, lengths } = tape
+  dh.view.set(dhFinal)
+  dc.view.fill(0)
+  dz.view.fill(0)
+  const maxLength = Math.max(0, ...lengths.view)
+  for (let t = Math.min(T, maxLength) - 1; t >= 0; t--) {
+    ws.kernels.backwardStep(gates.at + t * B * G * 4, cPrev.at + t * B * H * 4, tanhC.at + t * B * H * 4, dh.at, dc.at, dz.at + t * B * G * 4, lengths.at, t, B, H)
+    // dh_{t−1} = dZ_t · Whᵀ for the rows that stepped; rows past their end pass dh through unchanged.
+    blas.sgemm(false, true, B, H, G, 1, dz.view.subarray(t * B * G, (t + 1) * B * G), G, w.recurrentKernel, G, 0, dhRecurrent.view, H)
+    for (let b = 0; b < B; b++) if (t < lengths.view[b]) dh.view.set(dhRecurrent.view.subarray(b * H, (b + 1) * H), b * H)
   }
   // Weight gradients as single GEMMs over all T·B rows.
   const dRecurrent = new Float32Array(H * G)
-  blas.sgemm(true, false, H, G, T * B, 1, tape.hPrev, H, dz, G, 0, dRecurrent, G)
+  blas.sgemm(true, false, H, G, T * B, 1, tape.hPrev.view, H, dz.view, G, 0, dRecurrent, G)
   const dInputKernel = new Float32Array(D * G)
-  blas.sgemm(true, false, D, G, T * B, 1, tape.inputs, D, dz, G, 0, dInputKernel, G)
+  blas.sgemm(true, false, D, G, T * B, 1, tape.inputs.view, D, dz.view, G, 0, dInputKernel, G)
   const dBias = new Float32Array(G)
+  const dzv = dz.view
   for (let r = 0; r < T * B; r++) {
     const o = r * G
-    for (let k = 0; k < G; k++) dBias[k] += dz[o + k]
+    for (let k = 0; k < G; k++) dBias[k] += dzv[o + k]
   }
   const dx = new Float32Array(T * B * D)
-  blas.sgemm(false, true, T * B, D, G, 1, dz, G, w.inputKernel, G, 0, dx, D)
+  blas.sgemm(false, true, T * B, D, G, 1, dz.view, G, w.inputKernel, G, 0, dx, D)
   return { inputs: toBatchMajor(dx, B, T, D), inputKernel: dInputKernel, recurrentKernel: dRecurrent, bias: dBias }
 }

@@ -62,12 +62,14 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
   const bytes = readFileSync(path)
   const magic = new TextDecoder().decode(bytes.subarray(0, MAGIC.length))
   if (magic !== MAGIC) throw new Error(`${path} is not an advtext checkpoint`)
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(MAGIC.length, true)
   const headerStart = MAGIC.length + 4
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLength))) as {
-    step: number
-    meta: Record<string, unknown>
-    tensors: Array<TensorEntry>
+  const headerLength = bytes.length >= headerStart ? new DataView(bytes.buffer, bytes.byteOffset).getUint32(MAGIC.length, true) : -1
+  if (headerLength < 0 || bytes.length < headerStart + headerLength) throw new Error(`${path} is truncated (inside its header)`)
+  let header: { step: number; meta: Record<string, unknown>; tensors: Array<TensorEntry> }
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLength)))
+  } catch {
+    throw new Error(`${path} is corrupt: its header is not valid JSON`)
   }
   const dataStart = headerStart + headerLength + ((4 - ((headerStart + headerLength) % 4)) % 4)
   const total = header.tensors.reduce((a, e) => a + e.length, 0)

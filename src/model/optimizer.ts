@@ -37,8 +37,8 @@ export function createTrainState(initial: Record<string, tf.Tensor>, step = 0): 
   const ema: Record<string, tf.Variable> = {}
   for (const [name, value] of Object.entries(initial)) {
     params[name] = tf.variable(value, true, `params/${name}#${id}`)
-    adamM[name] = tf.variable(tf.zerosLike(value), false, `adam_m/${name}#${id}`)
-    adamV[name] = tf.variable(tf.zerosLike(value), false, `adam_v/${name}#${id}`)
+    adamM[name] = tf.tidy(() => tf.variable(tf.zerosLike(value), false, `adam_m/${name}#${id}`))
+    adamV[name] = tf.tidy(() => tf.variable(tf.zerosLike(value), false, `adam_v/${name}#${id}`))
     ema[name] = tf.variable(value, false, `ema/${name}#${id}`)
   }
   return { params, adamM, adamV, ema, step }

@@ -277,6 +277,9 @@ export function trainStep(state: TrainState, batches: StepBatches, frequencies: 
     if (!Number.isFinite(g.loss)) return { ok: false, loss: g.loss, step }
     const clipped = clipByGlobalNorm(g.grads, options.optimizer.maxGradNorm)
     const gradNorm = clipped.globalNorm.dataSync()[0]
+    // A finite loss can still come with NaN gradients (wasm's relu maps NaN to 0 in the forward pass): check them too.
+    const embeddingNorm = tf.sum(tf.square(g.grads[EMBEDDING])).dataSync()[0]
+    if (!Number.isFinite(gradNorm) || !Number.isFinite(embeddingNorm)) return { ok: false, loss: Number.isFinite(gradNorm) ? embeddingNorm : gradNorm, step }
     const learningRate = learningRateAt(options.optimizer, step)
     applyGradients(state, clipped.grads, options.optimizer)
     return {

@@ -173,7 +173,7 @@ const engines: Array<{ readonly name: string; readonly options: EngineOptions }>
   { name: "reference LSTM", options: { fusedLstm: "off" } },
   ...(blas === undefined ? [] : [{ name: "fused LSTM", options: { fusedLstm: "auto" } as EngineOptions }])
 ]
-if (blas === undefined) console.warn("[classifier.test] no BLAS library: the fused LSTM op is not tested")
+if (blas === undefined) process.stderr.write("[classifier.test] no BLAS library: the fused LSTM op is not tested\n")
 
 const lstmShape: ModelShape = { vocabSize: 8, embeddingDim: 4, lstmUnits: 5, hiddenUnits: 3, numClasses: 2 }
 
@@ -193,7 +193,7 @@ for (const engine of engines) {
 
     /** Final (c, h) without gradient, and h from the differentiable path (whose c may be a placeholder). */
     function run(params: Params, x: Float32Array, shape: [number, number, number], lengths: Int32Array, initial?: { c: Float32Array; h: Float32Array }) {
-      const [B, , ] = shape
+      const B = shape[0]
       const H = params["lstm/recurrentKernel"].shape[0]!
       return tf.tidy(() => {
         const inputs = tf.tensor3d(x, shape)

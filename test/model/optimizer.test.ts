@@ -193,7 +193,7 @@ describe("applyGradients: TF1 Adam + EMA (spec A4.1)", () => {
   // never disposes the zerosLike tensors, so each createTrainState (and trainStateFromCheckpoint) leaks 2 tensors per
   // parameter that disposeTrainState cannot release. One-off, not per step. Fix: tf.tidy around the zerosLike, or
   // dispose them after creating the variables.
-  test.failing("createTrainState + disposeTrainState leave the tensor count unchanged (src/model/optimizer.ts bug)", () => {
+  test("createTrainState + disposeTrainState leave the tensor count unchanged", () => {
     const initial = { a: tf.ones([2]), b: tf.ones([3]) }
     try {
       const before = tf.memory().numTensors

@@ -152,10 +152,16 @@ describe("batch schedule", () => {
     expect(order({ ...base, seed: 8 << 8 })).not.toEqual(o)
   })
 
-  // KNOWN BUG in src/random.ts (mixKeys): `h` starts as 0x811c9dc5 ^ seed and the first byte fed is `seed & 0xff`, so the
-  // low byte of the seed cancels out and seeds that differ only in their low 8 bits (0..255 in particular, the default
-  // 0 included) give identical random streams. Inverted with test.failing until the bug is fixed; then drop `.failing`.
-  test.failing("seeds that differ only in their low byte give different orders (src/random.ts bug)", () => {
+  // Regression: mixKeys once XOR-ed the seed into the FNV basis and then fed its low byte, which cancelled out, so seeds
+  // differing only in their low 8 bits (0..255, the default 0 included) gave identical streams.
+  test("flipping any single bit of the seed changes the order", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 0, max: 31 }), (seed, bit) => {
+        const order = (s: number) => Array.from(batchIndicesAt({ numDocs: 100, batchSize: 100, seed: s, stream: "labeled" }, 0))
+        expect(order((seed ^ (1 << bit)) >>> 0)).not.toEqual(order(seed))
+      }),
+      { numRuns: 100 }
+    )
     const order = (seed: number) => Array.from(batchIndicesAt({ numDocs: 200, batchSize: 200, seed, stream: "labeled" }, 0))
     expect(order(8)).not.toEqual(order(7))
     expect(order(1)).not.toEqual(order(0))

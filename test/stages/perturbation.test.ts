@@ -127,18 +127,15 @@ describe("adversarial direction", () => {
           const labels = tf.tensor1d([0, 1, 1], "int32")
           const loss = (x: tf.Tensor3D) => classificationLoss(head(params, lstm(params, x, lengths, undefined).h).logits, labels)
           const g = tf.grad((x: tf.Tensor) => loss(x as tf.Tensor3D))(e) as tf.Tensor3D
-          const base = loss(e).dataSync()[0]
           const epsilon = 1e-2
-          const r = adversarialPerturbation(g, epsilon)
-          const increase = loss(tf.add(e, r) as tf.Tensor3D).dataSync()[0] - base
-          // Σ_b ε‖g_b‖ (the norm is per example; the loss is their mean, g already carries the 1/B).
+          // The first-order change along r, by a central difference (the second-order term cancels).
+          const firstOrder = (r: tf.Tensor) => (loss(tf.add(e, r) as tf.Tensor3D).dataSync()[0] - loss(tf.sub(e, r) as tf.Tensor3D).dataSync()[0]) / 2
+          const increase = firstOrder(adversarialPerturbation(g, epsilon))
+          // Σ_b ε‖g_b‖: the norm is per example; g already carries the mean's 1/B.
           const predicted = norms(g).reduce((a, n) => a + epsilon * n, 0)
-          fc.pre(predicted > 1e-5)
-          expect(Math.abs(increase - predicted) / predicted).toBeLessThan(0.1)
-          for (let k = 0; k < 5; k++) {
-            const rr = scaleL2(gaussian([B, T, 3], random), epsilon) as tf.Tensor3D
-            expect(loss(tf.add(e, rr) as tf.Tensor3D).dataSync()[0] - base).toBeLessThanOrEqual(increase + 1e-6)
-          }
+          fc.pre(predicted > 1e-4)
+          expect(Math.abs(increase - predicted) / predicted).toBeLessThan(0.05)
+          for (let k = 0; k < 5; k++) expect(firstOrder(scaleL2(gaussian([B, T, 3], random), epsilon))).toBeLessThan(increase)
         })
         tf.dispose(Object.values(params))
       }),
@@ -199,13 +196,13 @@ describe("virtual adversarial direction", () => {
 })
 
 /** A tiny training setup: a labeled and an unlabeled batch, a state, options for `method`. */
-function setup(method: Method, seed = 5, extra: Partial<StepOptions> = {}) {
+function setup(method: Method, seed = 5, extra: Partial<StepOptions> = {}, window = 5) {
   const random = rng(seed, "setup")
   const V = 15
   const docs = (n: number, labeled: boolean) =>
     Array.from({ length: n }, (_, i) => ({ ids: Int32Array.from({ length: 2 + random.int(6) }, (_, k, ) => (k === 0 ? 1 + random.int(V - 2) : 1 + random.int(V - 2))).map((x, k, a) => (k === a.length - 1 ? V - 1 : x)), label: labeled ? i % 2 : -1 }))
-  const labeled = makeBatch(docs(6, true), 5)
-  const unlabeled = makeBatch(docs(10, false), 5)
+  const labeled = makeBatch(docs(6, true), window)
+  const unlabeled = makeBatch(docs(10, false), window)
   const initial = initialParams({ vocabSize: V, embeddingDim: 4, lstmUnits: 5, hiddenUnits: 6, numClasses: 2 }, rng(seed, "init"))
   const state = createTrainState(initial)
   tf.dispose(Object.values(initial))
@@ -229,7 +226,8 @@ describe("gradient flow of the total loss", () => {
    */
   for (const method of ["adversarial", "virtual"] as const) {
     test(`${method}: the step gradient equals finite differences with the stop-gradient parts frozen`, () => {
-      const s = setup(method, 11, { embeddingKeepProb: 1, normalizeEmbeddings: false })
+      // A window longer than every document: no prefix state, so `frozen` below sees exactly the step's inputs.
+      const s = setup(method, 11, { embeddingKeepProb: 1, normalizeEmbeddings: false }, 400)
       const name = "head/hiddenKernel"
       tidy(() => {
         const g = stepGradients(s.state, s.batches, s.frequencies, s.options)

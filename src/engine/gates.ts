@@ -1,0 +1,154 @@
+/**
+ * LSTM gate kernels: WebAssembly SIMD (4 × f32 lanes, src/engine/assembly/lstm-gates.ts, compiled from source with the
+ * npm `assemblyscript` compiler on first use and cached in build/), or plain JS loops when that is unavailable.
+ *
+ * Each fused-LSTM call works in a `Workspace`: one WebAssembly.Memory sized up front for all of the call's buffers
+ * (so views never detach), with its own instance of the kernel module. BLAS writes into the same memory through
+ * bun:ffi, so nothing is copied between the GEMMs and the gate loops.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+
+const SOURCE = resolve(import.meta.dir, "assembly/lstm-gates.ts")
+const OUTPUT = resolve(import.meta.dir, "../../build/lstm-gates.wasm")
+const PAGE = 65536
+/** The module's own statics live below this offset. */
+const RESERVED = PAGE
+
+interface KernelExports {
+  forwardStep(z: number, c: number, h: number, tanhC: number, lengths: number, t: number, B: number, H: number): void
+  backwardStep(gates: number, cPrev: number, tanhC: number, dh: number, dc: number, dz: number, lengths: number, t: number, B: number, H: number): void
+}
+
+let compiled: WebAssembly.Module | undefined
+let loadError: string | undefined
+
+/** Compile (if the cached .wasm is missing or older than its source) and load the SIMD kernels. */
+export async function loadGateKernels(): Promise<{ readonly simd: boolean; readonly note: string }> {
+  if (compiled !== undefined) return { simd: true, note: "wasm SIMD gate kernels" }
+  if (process.env.ADVTEXT_GATES === "js") return { simd: false, note: "JS gate loops (ADVTEXT_GATES=js)" }
+  try {
+    const stale = !existsSync(OUTPUT) || (existsSync(SOURCE) && statSync(SOURCE).mtimeMs > statSync(OUTPUT).mtimeMs)
+    if (stale) {
+      mkdirSync(dirname(OUTPUT), { recursive: true })
+      // A computed specifier keeps tsc from loading AssemblyScript's own global declarations (they redefine console).
+      const ascModule = "assemblyscript/asc"
+      const asc = ((await import(ascModule)) as { default: { main(args: Array<string>, options: unknown): Promise<{ error: Error | null }> } }).default
+      const result = await asc.main(
+        [SOURCE, "-O3", "--noAssert", "--runtime", "stub", "--importMemory", "--enable", "simd", "--outFile", OUTPUT],
+        { stdout: { write: () => true }, stderr: { write: () => true } }
+      )
+      if (result.error) throw result.error
+    }
+    compiled = new WebAssembly.Module(readFileSync(OUTPUT))
+    return { simd: true, note: "wasm SIMD gate kernels" }
+  } catch (cause) {
+    loadError = cause instanceof Error ? cause.message : String(cause)
+    return { simd: false, note: `JS gate loops (SIMD kernels unavailable: ${loadError})` }
+  }
+}
+
+/** Use the JS loops even when the SIMD module is loaded (tests compare the two). */
+export function setSimdGates(enabled: boolean): void {
+  simdDisabled = !enabled
+}
+let simdDisabled = false
+
+export class Workspace {
+  private readonly buffer: ArrayBuffer
+  private next = RESERVED
+  readonly kernels: KernelExports
+
+  constructor(floats: number) {
+    const bytes = RESERVED + floats * 4 + 64 * 16 // room for 16-byte alignment of each buffer
+    if (compiled !== undefined && !simdDisabled) {
+      const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / PAGE) })
+      const instance = new WebAssembly.Instance(compiled, { env: { memory, abort: () => undefined } })
+      this.buffer = memory.buffer
+      this.kernels = instance.exports as unknown as KernelExports
+    } else {
+      this.buffer = new ArrayBuffer(bytes)
+      this.kernels = jsKernels(this.buffer)
+    }
+  }
+
+  /** A zeroed float32 buffer of n values and its byte offset (for the kernels). */
+  f32(n: number): { readonly at: number; readonly view: Float32Array } {
+    const at = this.take(n)
+    return { at, view: new Float32Array(this.buffer, at, n) }
+  }
+
+  i32(values: Int32Array): { readonly at: number; readonly view: Int32Array } {
+    const at = this.take(values.length)
+    const view = new Int32Array(this.buffer, at, values.length)
+    view.set(values)
+    return { at, view }
+  }
+
+  private take(n: number): number {
+    const at = this.next
+    this.next = at + Math.ceil((n * 4) / 16) * 16
+    if (this.next > this.buffer.byteLength) throw new Error("workspace overflow")
+    return at
+  }
+}
+
+/** The same kernels in plain JS over the workspace's memory. */
+function jsKernels(buffer: ArrayBuffer): KernelExports {
+  const f = new Float32Array(buffer)
+  const n = new Int32Array(buffer)
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
+  // tanh through one exp: 2.4× faster than Math.tanh in Bun, exact limits ±1.
+  const tanh = (x: number) => 1 - 2 / (1 + Math.exp(2 * x))
+  return {
+    forwardStep(z, c, h, tanhC, lengths, t, B, H) {
+      const G = 4 * H
+      for (let b = 0; b < B; b++) {
+        if (t >= n[lengths / 4 + b]) continue
+        const g = z / 4 + b * G
+        const s = b * H
+        for (let k = 0; k < H; k++) {
+          const i = sigmoid(f[g + k])
+          const j = tanh(f[g + H + k])
+          const fg = sigmoid(f[g + 2 * H + k])
+          const o = sigmoid(f[g + 3 * H + k])
+          f[g + k] = i
+          f[g + H + k] = j
+          f[g + 2 * H + k] = fg
+          f[g + 3 * H + k] = o
+          const cn = fg * f[c / 4 + s + k] + i * j
+          const tc = tanh(cn)
+          f[c / 4 + s + k] = cn
+          f[h / 4 + s + k] = o * tc
+          if (tanhC !== 0) f[tanhC / 4 + s + k] = tc
+        }
+      }
+    },
+    backwardStep(gates, cPrev, tanhC, dh, dc, dz, lengths, t, B, H) {
+      const G = 4 * H
+      for (let b = 0; b < B; b++) {
+        if (t >= n[lengths / 4 + b]) continue
+        const g = gates / 4 + b * G
+        const d = dz / 4 + b * G
+        const s = b * H
+        for (let k = 0; k < H; k++) {
+          const i = f[g + k]
+          const j = f[g + H + k]
+          const fg = f[g + 2 * H + k]
+          const o = f[g + 3 * H + k]
+          const tc = f[tanhC / 4 + s + k]
+          const dhk = f[dh / 4 + s + k]
+          const dcn = f[dc / 4 + s + k] + dhk * o * (1 - tc * tc)
+          f[d + k] = dcn * j * i * (1 - i)
+          f[d + H + k] = dcn * i * (1 - j * j)
+          f[d + 2 * H + k] = dcn * f[cPrev / 4 + s + k] * fg * (1 - fg)
+          f[d + 3 * H + k] = dhk * tc * o * (1 - o)
+          f[dc / 4 + s + k] = dcn * fg
+        }
+      }
+    }
+  }
+}
+
+export const gatesSourcePath = SOURCE
+export const gatesOutputPath = join(dirname(OUTPUT), "lstm-gates.wasm")
