@@ -70,6 +70,31 @@ describe("pipeline end to end", () => {
     for (const t of [...x.tensors.values(), ...y.tensors.values()]) t.dispose()
   })
 
+  test("without BLAS (the pure-tfjs fallback: tfjs matmul, reference LSTM, JS gate-free path) the run still learns", async () => {
+    const runDir = join(tempDir(), "fallback")
+    const outcome = await run(tinyConfig(data, { blas: "off", train: { steps: 60 } }), runDir)
+    expect(outcome.status).toBe("completed")
+    const summary = JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8"))
+    expect(summary.testAccuracy).toBeGreaterThan(0.9)
+  })
+
+  test("every method trains end to end through the pipeline and logs its loss terms", async () => {
+    for (const method of ["random", "random-unlabeled", "adversarial", "virtual", "adversarial+virtual"] as const) {
+      const runDir = join(tempDir(), method)
+      const outcome = await run(tinyConfig(data, { method, perturbation: { epsilon: 0.5, evalEpsilon: 1 }, train: { steps: 12, evalEvery: 6 } }), runDir)
+      expect(outcome.status).toBe("completed")
+      const metrics = metricLines(runDir)
+      const step = metrics.find((m) => m.step === 1 && "loss" in m)!
+      if (method === "random" || method.startsWith("adversarial")) expect(step).toHaveProperty("perturbedLoss")
+      if (method !== "random" && method !== "adversarial") expect(step).toHaveProperty("virtualLoss")
+      const summary = JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8"))
+      expect(summary.method).toBe(method)
+      expect(summary.testAdversarialLoss).toBeGreaterThan(0)
+      expect(summary.testVirtualAdversarialLoss).toBeGreaterThanOrEqual(0)
+      expect(metrics.some((m) => "testAdversarialLoss" in m && m.step === 6)).toBe(true)
+    }
+  })
+
   test("refuses to overwrite a run and to resume a run that does not exist", async () => {
     const config = tinyConfig(data, { train: { steps: 2 } })
     const runDir = join(tempDir(), "run")

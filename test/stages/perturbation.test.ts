@@ -127,13 +127,22 @@ describe("adversarial direction", () => {
           const labels = tf.tensor1d([0, 1, 1], "int32")
           const loss = (x: tf.Tensor3D) => classificationLoss(head(params, lstm(params, x, lengths, undefined).h).logits, labels)
           const g = tf.grad((x: tf.Tensor) => loss(x as tf.Tensor3D))(e) as tf.Tensor3D
-          const epsilon = 1e-2
+          const epsilon = 1e-3
+          // The model is smooth except at the ReLU kinks; a linearization only holds where no hidden unit switches
+          // on or off within ±r, so such draws are skipped.
+          const activePattern = (x: tf.Tensor) => Array.from(head(params, lstm(params, x as tf.Tensor3D, lengths, undefined).h).hidden.dataSync(), (v) => v > 0)
+          const smoothAlong = (r: tf.Tensor) => {
+            const at = activePattern(e)
+            return [tf.add(e, r), tf.sub(e, r)].every((x) => activePattern(x).every((v, i) => v === at[i]))
+          }
           // The first-order change along r, by a central difference (the second-order term cancels).
           const firstOrder = (r: tf.Tensor) => (loss(tf.add(e, r) as tf.Tensor3D).dataSync()[0] - loss(tf.sub(e, r) as tf.Tensor3D).dataSync()[0]) / 2
-          const increase = firstOrder(adversarialPerturbation(g, epsilon))
+          const rAdv = adversarialPerturbation(g, epsilon)
+          fc.pre(smoothAlong(rAdv))
+          const increase = firstOrder(rAdv)
           // Σ_b ε‖g_b‖: the norm is per example; g already carries the mean's 1/B.
           const predicted = norms(g).reduce((a, n) => a + epsilon * n, 0)
-          fc.pre(predicted > 1e-4)
+          fc.pre(predicted > 1e-5)
           expect(Math.abs(increase - predicted) / predicted).toBeLessThan(0.05)
           for (let k = 0; k < 5; k++) expect(firstOrder(scaleL2(gaussian([B, T, 3], random), epsilon))).toBeLessThan(increase)
         })
