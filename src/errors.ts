@@ -27,3 +27,11 @@ export class NonFiniteLoss extends Data.TaggedError("NonFiniteLoss")<{ readonly 
 
 export type DataError = DataNotFound | ChecksumMismatch | CorruptArchive | DecodeError | InvalidDataset | DownloadFailed
 export type UserError = DataError | ConfigError | RunDirError | BackendError | NonFiniteLoss
+
+export const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
+
+/** Print a user error as one paragraph (no stack trace) and set the exit code: 2 for config errors, else 1. */
+export function reportUserError(error: UserError): void {
+  process.stderr.write(`\nerror (${error._tag}): ${error.message}\n`)
+  process.exitCode = error._tag === "ConfigError" ? 2 : 1
+}

@@ -17,6 +17,7 @@ import "@tensorflow/tfjs-backend-wasm"
 import { Effect } from "effect"
 import { BackendError } from "../errors.ts"
 import { loadBlas, useBlasMatMul } from "./blas.ts"
+import { registerJsKernel } from "./js-kernel.ts"
 import { loadGateKernels } from "./gates.ts"
 import { useFusedLstm } from "./lstm-op.ts"
 
@@ -94,106 +95,23 @@ let kernelsRegistered = false
 function registerScatterAddKernels(): void {
   if (kernelsRegistered) return
   kernelsRegistered = true
-  for (const backendName of ["cpu", "wasm"]) {
-    for (const kernelName of ["UnsortedSegmentSum", "Unpack", "SplitV"]) {
-      if (tf.getKernel(kernelName, backendName) !== undefined) tf.unregisterKernel(kernelName, backendName)
-    }
-  }
-  tf.registerKernel({
-    kernelName: "Unpack",
-    backendName: "wasm",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { value } = inputs as { value: tf.TensorInfo }
-      const wasm = backend as unknown as {
-        makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
-        typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array
-      }
-      const { n, outer, inner, outShape } = unpackShapes(value.shape, (attrs as unknown as { axis: number }).axis)
-      const outs = Array.from({ length: n }, () => wasm.makeOutput(outShape, value.dtype))
-      // Views after all allocations: a heap growth detaches earlier views.
-      unpackRows(wasm.typedArrayFromHeap(value), outer, n, inner, outs.map((o) => wasm.typedArrayFromHeap(o)))
-      return outs
-    }
+  registerJsKernel("Unpack", (io, { value }, attrs) => {
+    const { n, outer, inner, outShape } = unpackShapes(value.shape, attrs.axis as number)
+    const out = io.outputs(Array.from({ length: n }, () => ({ shape: outShape, dtype: value.dtype })))
+    unpackRows(io.read(value), outer, n, inner, out.views)
+    return out.infos
   })
-  tf.registerKernel({
-    kernelName: "SplitV",
-    backendName: "wasm",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x } = inputs as { x: tf.TensorInfo }
-      const wasm = backend as unknown as {
-        makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
-        typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array
-      }
-      const { sizes, outer, inner, shapes } = splitShapes(x, attrs)
-      const outs = shapes.map((shape) => wasm.makeOutput(shape, x.dtype))
-      splitRows(wasm.typedArrayFromHeap(x), outer, sizes, inner, outs.map((o) => wasm.typedArrayFromHeap(o)))
-      return outs
-    }
+  registerJsKernel("SplitV", (io, { x }, attrs) => {
+    const { sizes, outer, inner, shapes } = splitShapes(x, attrs)
+    const out = io.outputs(shapes.map((shape) => ({ shape, dtype: x.dtype })))
+    splitRows(io.read(x), outer, sizes, inner, out.views)
+    return out.infos
   })
-  tf.registerKernel({
-    kernelName: "SplitV",
-    backendName: "cpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x } = inputs as { x: tf.TensorInfo }
-      const cpu = backend as unknown as {
-        data: { get(id: object): { values: Float32Array | Int32Array } }
-        makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array): tf.TensorInfo
-      }
-      const { sizes, outer, inner, shapes } = splitShapes(x, attrs)
-      const outs = sizes.map((s) => (x.dtype === "int32" ? new Int32Array(outer * s * inner) : new Float32Array(outer * s * inner)))
-      splitRows(cpu.data.get(x.dataId).values, outer, sizes, inner, outs)
-      return outs.map((values, i) => cpu.makeTensorInfo(shapes[i], x.dtype, values))
-    }
-  })
-  tf.registerKernel({
-    kernelName: "Unpack",
-    backendName: "cpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { value } = inputs as { value: tf.TensorInfo }
-      const cpu = backend as unknown as {
-        data: { get(id: object): { values: Float32Array | Int32Array } }
-        makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array): tf.TensorInfo
-      }
-      const { n, outer, inner, outShape } = unpackShapes(value.shape, (attrs as unknown as { axis: number }).axis)
-      const make = () => (value.dtype === "int32" ? new Int32Array(outer * inner) : new Float32Array(outer * inner))
-      const outs = Array.from({ length: n }, make)
-      unpackRows(cpu.data.get(value.dataId).values, outer, n, inner, outs)
-      return outs.map((values) => cpu.makeTensorInfo(outShape, value.dtype, values))
-    }
-  })
-  tf.registerKernel({
-    kernelName: "UnsortedSegmentSum",
-    backendName: "cpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo }
-      const { numSegments } = attrs as unknown as { numSegments: number }
-      const cpu = backend as unknown as {
-        data: { get(id: object): { values: ArrayLike<number> } }
-        makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array): tf.TensorInfo
-      }
-      const { rowSize, outShape } = segmentShapes(x.shape, segmentIds.shape, numSegments)
-      const out = new Float32Array(numSegments * rowSize)
-      scatterAddRows(cpu.data.get(x.dataId).values, cpu.data.get(segmentIds.dataId).values, rowSize, out)
-      return cpu.makeTensorInfo(outShape, "float32", out)
-    }
-  })
-  tf.registerKernel({
-    kernelName: "UnsortedSegmentSum",
-    backendName: "wasm",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo }
-      const { numSegments } = attrs as unknown as { numSegments: number }
-      const wasm = backend as unknown as {
-        makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
-        typedArrayFromHeap(t: tf.TensorInfo): ArrayLike<number>
-      }
-      const { rowSize, outShape } = segmentShapes(x.shape, segmentIds.shape, numSegments)
-      const outInfo = wasm.makeOutput(outShape, "float32")
-      const out = wasm.typedArrayFromHeap(outInfo) as Float32Array
-      out.fill(0)
-      scatterAddRows(wasm.typedArrayFromHeap(x), wasm.typedArrayFromHeap(segmentIds), rowSize, out)
-      return outInfo
-    }
+  registerJsKernel("UnsortedSegmentSum", (io, { x, segmentIds }, attrs) => {
+    const { rowSize, outShape } = segmentShapes(x.shape, segmentIds.shape, attrs.numSegments as number)
+    const out = io.outputs([{ shape: outShape, dtype: "float32" }])
+    scatterAddRows(io.read(x), io.read(segmentIds), rowSize, out.views[0] as Float32Array)
+    return out.infos[0]
   })
 }
 

@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { dlopen, FFIType } from "bun:ffi"
+import { registerJsKernel, restoreKernel } from "./js-kernel.ts"
 
 const CBLAS_ROW_MAJOR = 101
 const CBLAS_NO_TRANS = 111
@@ -166,62 +167,19 @@ function batchedSgemm(
   }
 }
 
-const originalKernels = new Map<string, tf.KernelConfig | undefined>()
-
 /**
  * Route BatchMatMul on the wasm and cpu backends through `blas`, or restore tfjs's own kernels when `blas` is
  * undefined. Kernel registration is process-wide.
  */
 export function useBlasMatMul(blas: Blas | undefined): void {
-  for (const backendName of ["cpu", "wasm"]) {
-    if (!originalKernels.has(backendName)) originalKernels.set(backendName, tf.getKernel("BatchMatMul", backendName))
-    if (tf.getKernel("BatchMatMul", backendName) !== undefined) tf.unregisterKernel("BatchMatMul", backendName)
-  }
-  if (blas === undefined) {
-    for (const original of originalKernels.values()) if (original !== undefined) tf.registerKernel(original)
-    return
-  }
-  const original = (backendName: string) => originalKernels.get(backendName)
-  tf.registerKernel({
-    kernelName: "BatchMatMul",
-    backendName: "cpu",
-    setupFunc: original("cpu")?.setupFunc,
-    disposeFunc: original("cpu")?.disposeFunc,
-    kernelFunc: (args) => {
-      const { inputs, backend, attrs } = args
-      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
-      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
-      const cpu = backend as unknown as {
-        data: { get(id: object): { values: Float32Array } }
-        makeTensorInfo(shape: Array<number>, dtype: tf.DataType, values: Float32Array): tf.TensorInfo
-      }
-      const s = matmulShapes(a, b, transposeA, transposeB)
-      if (s === undefined) return original("cpu")!.kernelFunc(args)
-      const out = new Float32Array(s.batch * s.m * s.n)
-      batchedSgemm(blas, cpu.data.get(a.dataId).values, cpu.data.get(b.dataId).values, out, s, transposeA, transposeB)
-      return cpu.makeTensorInfo(s.outShape, "float32", out)
-    }
-  })
-  tf.registerKernel({
-    kernelName: "BatchMatMul",
-    backendName: "wasm",
-    // The wasm backend calls setupFunc when it initializes; keep tfjs's so switching back to it still works.
-    setupFunc: original("wasm")?.setupFunc,
-    disposeFunc: original("wasm")?.disposeFunc,
-    kernelFunc: (args) => {
-      const { inputs, backend, attrs } = args
-      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
-      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
-      const wasm = backend as unknown as {
-        makeOutput(shape: Array<number>, dtype: tf.DataType): tf.TensorInfo
-        typedArrayFromHeap(t: tf.TensorInfo): Float32Array
-      }
-      const s = matmulShapes(a, b, transposeA, transposeB)
-      if (s === undefined) return original("wasm")!.kernelFunc(args)
-      const outInfo = wasm.makeOutput(s.outShape, "float32")
-      // Views are taken after the allocation: growing the wasm heap detaches earlier views.
-      batchedSgemm(blas, wasm.typedArrayFromHeap(a), wasm.typedArrayFromHeap(b), wasm.typedArrayFromHeap(outInfo), s, transposeA, transposeB)
-      return outInfo
-    }
+  if (blas === undefined) return restoreKernel("BatchMatMul")
+  registerJsKernel("BatchMatMul", (io, { a, b }, attrs) => {
+    const transposeA = attrs.transposeA as boolean
+    const transposeB = attrs.transposeB as boolean
+    const s = matmulShapes(a, b, transposeA, transposeB)
+    if (s === undefined) return undefined // tfjs's own kernel handles the rest
+    const out = io.outputs([{ shape: s.outShape, dtype: "float32" }])
+    batchedSgemm(blas, io.read(a) as Float32Array, io.read(b) as Float32Array, out.views[0] as Float32Array, s, transposeA, transposeB)
+    return out.infos[0]
   })
 }

@@ -9,17 +9,12 @@ import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, type UserError } from "../errors.ts"
+import { ConfigError, isUserError, reportUserError } from "../errors.ts"
 import { type Config, loadConfigFile, resolveConfig } from "./config.ts"
 import { consoleProgress } from "./progress.ts"
-import { runPipeline, type StopSignal } from "./run.ts"
+import { runPipeline, stopOnSigint } from "./run.ts"
 
-const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
-
-function fail(error: UserError): void {
-  process.stderr.write(`\nerror (${error._tag}): ${error.message}\n`)
-  process.exitCode = error._tag === "ConfigError" ? 2 : 1
-}
+const fail = reportUserError
 
 async function loadConfig(configPath: string | undefined, resumeDir: string | undefined, overrides: ReadonlyArray<string>): Promise<Config> {
   if (resumeDir !== undefined) {
@@ -59,13 +54,7 @@ const pipeline = Command.make(
         throw e
       }
       const runDir = resumeDir ?? Option.getOrUndefined(args.runDir) ?? defaultRunDir(config)
-      const stop: StopSignal = { requested: false }
-      const onSigint = () => {
-        if (stop.requested) process.exit(130)
-        stop.requested = true
-        process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
-      }
-      process.on("SIGINT", onSigint)
+      const { stop, release } = stopOnSigint()
       const progress = consoleProgress()
       const exit = await Effect.runPromiseExit(
         runPipeline(config, {
@@ -77,7 +66,7 @@ const pipeline = Command.make(
           stop
         }).pipe(Effect.result)
       )
-      process.off("SIGINT", onSigint)
+      release()
       progress.done()
       if (exit._tag === "Failure") throw exit.cause
       const result = exit.value

@@ -11,11 +11,11 @@ import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, type UserError } from "../errors.ts"
+import { ConfigError, isUserError, reportUserError } from "../errors.ts"
 import { METHODS, type Method } from "../stages/train.ts"
 import { type Config, loadConfigFile } from "./config.ts"
 import { consoleProgress } from "./progress.ts"
-import { runPipeline, type RunSummary, type StopSignal } from "./run.ts"
+import { runPipeline, type RunSummary, stopOnSigint } from "./run.ts"
 
 export interface Cell {
   readonly method: Method
@@ -47,7 +47,6 @@ export function resultsTable(cells: ReadonlyArray<Cell>, methods: ReadonlyArray<
   return lines.join("\n")
 }
 
-const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
 
 const experiment = Command.make(
   "experiment",
@@ -63,10 +62,7 @@ const experiment = Command.make(
     Effect.promise(async () => {
       const methods = args.methods.split(",").map((m) => m.trim()) as Array<Method>
       const unknown = methods.filter((m) => !(METHODS as ReadonlyArray<string>).includes(m))
-      const fail = (e: UserError) => {
-        process.stderr.write(`\nerror (${e._tag}): ${e.message}\n`)
-        process.exitCode = e._tag === "ConfigError" ? 2 : 1
-      }
+      const fail = reportUserError
       if (unknown.length > 0 || args.seeds < 1) {
         return fail(new ConfigError({ message: unknown.length > 0 ? `unknown method(s) ${unknown.join(", ")}; choose from ${METHODS.join(", ")}` : "--seeds must be at least 1" }))
       }
@@ -79,13 +75,7 @@ const experiment = Command.make(
       }
       const root = Option.getOrElse(args.root, () => join("runs", `${base.name}-grid`))
       mkdirSync(root, { recursive: true })
-      const stop: StopSignal = { requested: false }
-      const onSigint = () => {
-        if (stop.requested) process.exit(130)
-        stop.requested = true
-        process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
-      }
-      process.on("SIGINT", onSigint)
+      const { stop, release } = stopOnSigint()
       const progress = consoleProgress()
       const cells: Array<Cell> = []
       const started = performance.now()
@@ -108,7 +98,7 @@ const experiment = Command.make(
           if (exit.success.status === "completed") cells.push({ method, seed, summary: exit.success.summary })
         }
       }
-      process.off("SIGINT", onSigint)
+      release()
       const table = resultsTable(cells, methods)
       const header =
         `# ${base.name}: test error by method\n\nConfig: ${args.config}${args.set.length ? ` (${args.set.join(" ")})` : ""} · model D ${base.model.embeddingDim}, ` +

@@ -28,6 +28,21 @@ export interface StopSignal {
   requested: boolean
 }
 
+/**
+ * Ctrl-C handling for long runs: the first SIGINT asks the loop to stop after the current step (it then writes a
+ * checkpoint); a second one exits at once with 130. Call `release` when the run is over.
+ */
+export function stopOnSigint(): { readonly stop: StopSignal; release(): void } {
+  const stop: StopSignal = { requested: false }
+  const onSigint = () => {
+    if (stop.requested) process.exit(130)
+    stop.requested = true
+    process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
+  }
+  process.on("SIGINT", onSigint)
+  return { stop, release: () => void process.off("SIGINT", onSigint) }
+}
+
 export interface RunOptions {
   readonly runDir: string
   readonly dataDir?: string | undefined

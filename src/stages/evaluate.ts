@@ -17,17 +17,26 @@ export interface Evaluation {
   readonly loss: number
 }
 
+/** Run `body` with the (normalized) embedding table computed once for a whole evaluation pass. */
+function withTable<A>(params: Params, frequencies: tf.Tensor1D, normalize: boolean, body: (table: tf.Tensor2D) => A): A {
+  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, normalize)))
+  try {
+    return body(table)
+  } finally {
+    if (table !== params["embedding"]) table.dispose()
+  }
+}
+
 export function evaluate(
   params: Params,
   frequencies: tf.Tensor1D,
   batches: ReadonlyArray<Batch>,
   options: { readonly normalizeEmbeddings: boolean }
 ): Evaluation {
-  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, options.normalizeEmbeddings)))
   let correct = 0
   let lossSum = 0
   let examples = 0
-  try {
+  withTable(params, frequencies, options.normalizeEmbeddings, (table) => {
     for (const batch of batches) {
       tf.tidy(() => {
         const tensors = batchTensors(batch)
@@ -40,9 +49,7 @@ export function evaluate(
         tensors.dispose()
       })
     }
-  } finally {
-    if (table !== params["embedding"]) table.dispose()
-  }
+  })
   const accuracy = examples === 0 ? 0 : correct / examples
   return { examples, accuracy, error: 1 - accuracy, loss: examples === 0 ? 0 : lossSum / examples }
 }
@@ -64,11 +71,10 @@ export function evaluatePerturbationLosses(
   batches: ReadonlyArray<Batch>,
   options: { readonly normalizeEmbeddings: boolean; readonly epsilon: number; readonly xi: number; readonly powerIterations: number; readonly seed: number }
 ): PerturbationEvaluation {
-  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, options.normalizeEmbeddings)))
   let adversarial = 0
   let virtual = 0
   let examples = 0
-  try {
+  withTable(params, frequencies, options.normalizeEmbeddings, (table) =>
     batches.forEach((batch, index) => {
       tf.tidy(() => {
         const tensors = batchTensors(batch)
@@ -91,8 +97,6 @@ export function evaluatePerturbationLosses(
         tensors.dispose()
       })
     })
-  } finally {
-    if (table !== params["embedding"]) table.dispose()
-  }
+  )
   return { adversarialLoss: examples === 0 ? 0 : adversarial / examples, virtualAdversarialLoss: examples === 0 ? 0 : virtual / examples }
 }
