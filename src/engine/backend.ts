@@ -17,6 +17,7 @@ import "@tensorflow/tfjs-backend-wasm"
 import { Effect } from "effect"
 import { BackendError } from "../errors.ts"
 import { loadBlas, useBlasMatMul } from "./blas.ts"
+import { ADAM_EMA_KERNEL, adamEmaUpdate } from "../model/optimizer.ts"
 import { registerJsKernel } from "./js-kernel.ts"
 import { loadGateKernels } from "./gates.ts"
 import { useFusedLstm } from "./lstm-op.ts"
@@ -105,6 +106,12 @@ function registerScatterAddKernels(): void {
     const { sizes, outer, inner, shapes } = splitShapes(x, attrs)
     const out = io.outputs(shapes.map((shape) => ({ shape, dtype: x.dtype })))
     splitRows(io.read(x), outer, sizes, inner, out.views)
+    return out.infos
+  })
+  registerJsKernel(ADAM_EMA_KERNEL, (io, { param, m, v, ema, grad }, attrs) => {
+    const out = io.outputs([param, m, v, ema].map((t) => ({ shape: t.shape, dtype: "float32" as const })))
+    const a = attrs as unknown as Parameters<typeof adamEmaUpdate>[5]
+    adamEmaUpdate(io.read(param), io.read(m), io.read(v), io.read(ema), io.read(grad), a, out.views as unknown as [Float32Array, Float32Array, Float32Array, Float32Array])
     return out.infos
   })
   registerJsKernel("UnsortedSegmentSum", (io, { x, segmentIds }, attrs) => {
