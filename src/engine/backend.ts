@@ -111,7 +111,7 @@ function registerScatterAddKernels(): void {
   registerJsKernel(ADAM_EMA_KERNEL, (io, { param, m, v, ema, grad }, attrs) => {
     const out = io.outputs([param, m, v, ema].map((t) => ({ shape: t.shape, dtype: "float32" as const })))
     const a = attrs as unknown as Parameters<typeof adamEmaUpdate>[5]
-    adamEmaUpdate(io.read(param), io.read(m), io.read(v), io.read(ema), io.read(grad), a, out.views as unknown as [Float32Array, Float32Array, Float32Array, Float32Array])
+    adamEmaUpdate(...([param, m, v, ema, grad].map((t) => io.read(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]), a, out.views as unknown as [Float32Array, Float32Array, Float32Array, Float32Array])
     return out.infos
   })
   registerJsKernel("UnsortedSegmentSum", (io, { x, segmentIds }, attrs) => {

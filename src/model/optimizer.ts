@@ -75,11 +75,11 @@ export const ADAM_EMA_KERNEL = "AdvtextAdamEma"
  * out = [param', m', v', ema'].
  */
 export function adamEmaUpdate(
-  param: ArrayLike<number>,
-  m: ArrayLike<number>,
-  v: ArrayLike<number>,
-  ema: ArrayLike<number>,
-  grad: ArrayLike<number>,
+  param: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  ema: Float32Array,
+  grad: Float32Array,
   a: { readonly beta1: number; readonly beta2: number; readonly epsilon: number; readonly stepSize: number; readonly emaDecay: number },
   out: readonly [Float32Array, Float32Array, Float32Array, Float32Array]
 ): void {
