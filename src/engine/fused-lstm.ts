@@ -76,7 +76,7 @@ export function lstmForward(
   const { batch: B, steps: T, inputSize: D, units: H } = dims
   const G = 4 * H
   const tapeFloats = keepTape ? 3 * T * B * H + T * B * G + 3 * B * H : 0
-  const ws = new Workspace(B + T * B * D + T * B * G + 2 * B * H + tapeFloats)
+  const ws = Workspace.acquire(B + T * B * D + T * B * G + 2 * B * H + tapeFloats)
   const lens = ws.i32(lengths)
   const x = ws.f32(T * B * D)
   const z = ws.f32(T * B * G)
@@ -92,6 +92,9 @@ export function lstmForward(
   if (initial) {
     h.view.set(initial.h)
     c.view.set(initial.c)
+  } else {
+    h.view.fill(0)
+    c.view.fill(0)
   }
   for (let t = 0; t < T; t++) {
     const zt = z.view.subarray(t * B * G, (t + 1) * B * G)
@@ -103,19 +106,20 @@ export function lstmForward(
   const tape: LstmTape | undefined = keepTape
     ? { dims, ws, lengths: lens, inputs: x, gates: z, hPrev: hPrev!, cPrev: cPrev!, tanhC: tanhC!, dz: ws.f32(T * B * G), dh: ws.f32(B * H), dc: ws.f32(B * H), dhRecurrent: ws.f32(B * H) }
     : undefined
-  return { h: h.view.slice(), c: c.view.slice(), tape }
+  const result = { h: h.view.slice(), c: c.view.slice(), tape }
+  if (tape === undefined) ws.release()
+  return result
 }
 
 export interface LstmGradients {
   /** Batch-major [B, T, D]. */
   readonly inputs: Float32Array
-  readonly inputKernel: Float32Array
-  readonly recurrentKernel: Float32Array
-  readonly bias: Float32Array
+  /** Absent when not requested. */
+  readonly weights: { readonly inputKernel: Float32Array; readonly recurrentKernel: Float32Array; readonly bias: Float32Array } | undefined
 }
 
 /** Gradients of a loss with gradient `dhFinal` [B, H] w.r.t. the final h (the final c gets none). */
-export function lstmBackward(blas: Blas, tape: LstmTape, w: LstmWeights, dhFinal: Float32Array): LstmGradients {
+export function lstmBackward(blas: Blas, tape: LstmTape, w: LstmWeights, dhFinal: Float32Array, weightGradients = true): LstmGradients {
   const { batch: B, steps: T, inputSize: D, units: H } = tape.dims
   const G = 4 * H
   const { ws, gates, cPrev, tanhC, dz, dh, dc, dhRecurrent, lengths } = tape
@@ -129,6 +133,13 @@ export function lstmBackward(blas: Blas, tape: LstmTape, w: LstmWeights, dhFinal
     blas.sgemm(false, true, B, H, G, 1, dz.view.subarray(t * B * G, (t + 1) * B * G), G, w.recurrentKernel, G, 0, dhRecurrent.view, H)
     for (let b = 0; b < B; b++) if (t < lengths.view[b]) dh.view.set(dhRecurrent.view.subarray(b * H, (b + 1) * H), b * H)
   }
+  const dx = new Float32Array(T * B * D)
+  blas.sgemm(false, true, T * B, D, G, 1, dz.view, G, w.inputKernel, G, 0, dx, D)
+  const inputs = toBatchMajor(dx, B, T, D)
+  if (!weightGradients) {
+    ws.release()
+    return { inputs, weights: undefined }
+  }
   // Weight gradients as single GEMMs over all T·B rows.
   const dRecurrent = new Float32Array(H * G)
   blas.sgemm(true, false, H, G, T * B, 1, tape.hPrev.view, H, dz.view, G, 0, dRecurrent, G)
@@ -140,7 +151,6 @@ export function lstmBackward(blas: Blas, tape: LstmTape, w: LstmWeights, dhFinal
     const o = r * G
     for (let k = 0; k < G; k++) dBias[k] += dzv[o + k]
   }
-  const dx = new Float32Array(T * B * D)
-  blas.sgemm(false, true, T * B, D, G, 1, dz.view, G, w.inputKernel, G, 0, dx, D)
-  return { inputs: toBatchMajor(dx, B, T, D), inputKernel: dInputKernel, recurrentKernel: dRecurrent, bias: dBias }
+  ws.release()
+  return { inputs, weights: { inputKernel: dInputKernel, recurrentKernel: dRecurrent, bias: dBias } }
 }

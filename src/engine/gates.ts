@@ -54,25 +54,66 @@ export function setSimdGates(enabled: boolean): void {
 }
 let simdDisabled = false
 
+/**
+ * Fresh memory costs a page fault per 4 KiB on first touch (measured here: ~0.65 s for the 240 MB of one PAPER-RT
+ * VAT forward pass), so released workspaces are kept and reused, up to `POOL_BYTES` in total.
+ */
+const POOL_BYTES = 6 * 2 ** 30
+const pool: Array<Workspace> = []
+
 export class Workspace {
-  private readonly buffer: ArrayBuffer
+  private buffer: ArrayBuffer
   private next = RESERVED
+  private readonly memory: WebAssembly.Memory | undefined
   readonly kernels: KernelExports
 
-  constructor(floats: number) {
+  /** A workspace with room for `floats` values: a pooled one when available. Give it back with `release`. */
+  static acquire(floats: number): Workspace {
     const bytes = RESERVED + floats * 4 + 64 * 16 // room for 16-byte alignment of each buffer
-    if (compiled !== undefined && !simdDisabled) {
-      const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / PAGE) })
-      const instance = new WebAssembly.Instance(compiled, { env: { memory, abort: () => undefined } })
-      this.buffer = memory.buffer
+    const simd = compiled !== undefined && !simdDisabled
+    // Prefer the smallest pooled workspace that fits, else grow the largest one.
+    let best = -1
+    for (let i = 0; i < pool.length; i++) {
+      if (pool[i].simd !== simd) continue
+      const fits = pool[i].buffer.byteLength >= bytes
+      if (best < 0 || (fits && (pool[best].buffer.byteLength < bytes || pool[i].buffer.byteLength < pool[best].buffer.byteLength)) || (!fits && pool[best].buffer.byteLength < bytes && pool[i].buffer.byteLength > pool[best].buffer.byteLength)) best = i
+    }
+    const ws = best >= 0 ? pool.splice(best, 1)[0] : new Workspace(bytes, simd)
+    ws.reserve(bytes)
+    return ws
+  }
+
+  private constructor(bytes: number, readonly simd: boolean) {
+    if (simd) {
+      this.memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / PAGE) })
+      const instance = new WebAssembly.Instance(compiled!, { env: { memory: this.memory, abort: () => undefined } })
+      this.buffer = this.memory.buffer
       this.kernels = instance.exports as unknown as KernelExports
     } else {
+      this.memory = undefined
       this.buffer = new ArrayBuffer(bytes)
-      this.kernels = jsKernels(this.buffer)
+      this.kernels = jsKernels(() => this.buffer)
     }
   }
 
-  /** A zeroed float32 buffer of n values and its byte offset (for the kernels). */
+  private reserve(bytes: number): void {
+    this.next = RESERVED
+    if (this.buffer.byteLength >= bytes) return
+    if (this.memory !== undefined) {
+      this.memory.grow(Math.ceil((bytes - this.buffer.byteLength) / PAGE))
+      this.buffer = this.memory.buffer
+    } else {
+      this.buffer = new ArrayBuffer(bytes)
+    }
+  }
+
+  /** Return to the pool (views handed out before must not be used afterwards). */
+  release(): void {
+    const total = pool.reduce((a, w) => a + w.buffer.byteLength, 0)
+    if (total + this.buffer.byteLength <= POOL_BYTES) pool.push(this)
+  }
+
+  /** A float32 buffer of n values and its byte offset (for the kernels). Not zeroed: pooled memory is reused. */
   f32(n: number): { readonly at: number; readonly view: Float32Array } {
     const at = this.take(n)
     return { at, view: new Float32Array(this.buffer, at, n) }
@@ -93,15 +134,24 @@ export class Workspace {
   }
 }
 
-/** The same kernels in plain JS over the workspace's memory. */
-function jsKernels(buffer: ArrayBuffer): KernelExports {
-  const f = new Float32Array(buffer)
-  const n = new Int32Array(buffer)
+/** The same kernels in plain JS over the workspace's memory (`buffer()`: it may be replaced when it grows). */
+function jsKernels(buffer: () => ArrayBuffer): KernelExports {
+  let current: ArrayBuffer | undefined
+  let f = new Float32Array(0)
+  let n = new Int32Array(0)
+  const views = () => {
+    if (current !== buffer()) {
+      current = buffer()
+      f = new Float32Array(current)
+      n = new Int32Array(current)
+    }
+  }
   const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
   // tanh through one exp: 2.4× faster than Math.tanh in Bun, exact limits ±1.
   const tanh = (x: number) => 1 - 2 / (1 + Math.exp(2 * x))
   return {
     forwardStep(z, c, h, tanhC, lengths, t, B, H) {
+      views()
       const G = 4 * H
       for (let b = 0; b < B; b++) {
         if (t >= n[lengths / 4 + b]) continue
@@ -125,6 +175,7 @@ function jsKernels(buffer: ArrayBuffer): KernelExports {
       }
     },
     backwardStep(gates, cPrev, tanhC, dh, dc, dz, lengths, t, B, H) {
+      views()
       const G = 4 * H
       for (let b = 0; b < B; b++) {
         if (t >= n[lengths / 4 + b]) continue

@@ -46,8 +46,12 @@ export function fusedLstmState(blas: Blas, a: FusedLstmInputs): { c: tf.Tensor2D
   return { c: tf.tensor2d(out.c, [dims.batch, dims.units]), h: tf.tensor2d(out.h, [dims.batch, dims.units]) }
 }
 
-/** Final h, differentiable w.r.t. the inputs and the three LSTM weights. */
-export function fusedLstmOutput(blas: Blas, a: FusedLstmInputs): tf.Tensor2D {
+/**
+ * Final h, differentiable w.r.t. the inputs and the three LSTM weights. With `weightGradients` false the backward pass
+ * skips the weight GEMMs (a third of its work) and reports zeros for them: for directions such as VAT's power
+ * iteration, where only ∂/∂inputs is used.
+ */
+export function fusedLstmOutput(blas: Blas, a: FusedLstmInputs, weightGradients = true): tf.Tensor2D {
   const dims = dimsOf(a)
   const initial = initialOf(a)
   const op = tf.customGrad(((x: tf.Tensor, wx: tf.Tensor, wh: tf.Tensor, b: tf.Tensor) => {
@@ -56,12 +60,14 @@ export function fusedLstmOutput(blas: Blas, a: FusedLstmInputs): tf.Tensor2D {
     return {
       value: tf.tensor2d(out.h, [dims.batch, dims.units]),
       gradFunc: (dy: tf.Tensor) => {
-        const g = lstmBackward(blas, out.tape!, weights, f32(dy))
+        const g = lstmBackward(blas, out.tape!, weights, f32(dy), weightGradients)
+        const dx = tf.tensor3d(g.inputs, [dims.batch, dims.steps, dims.inputSize])
+        if (g.weights === undefined) return [dx, tf.zerosLike(wx), tf.zerosLike(wh), tf.zerosLike(b)]
         return [
-          tf.tensor3d(g.inputs, [dims.batch, dims.steps, dims.inputSize]),
-          tf.tensor2d(g.inputKernel, wx.shape as [number, number]),
-          tf.tensor2d(g.recurrentKernel, wh.shape as [number, number]),
-          tf.tensor1d(g.bias)
+          dx,
+          tf.tensor2d(g.weights.inputKernel, wx.shape as [number, number]),
+          tf.tensor2d(g.weights.recurrentKernel, wh.shape as [number, number]),
+          tf.tensor1d(g.weights.bias)
         ]
       }
     }

@@ -95,10 +95,14 @@ export function timeMask(lengths: Int32Array, steps: number): tf.Tensor3D {
 /**
  * A unidirectional LSTM (TF BasicLSTMCell, forget bias 0, gates i, j, f, o) over inputs [B, T, D]. Steps at or past a
  * sequence's length leave its state unchanged, so the returned state is the one at the last valid step (the EOS).
- * Runs the fused op (src/engine/fused-lstm.ts) when enabled, else `referenceLstm`. With `needGradient` false the
- * returned c and h carry no gradient (prefixes, evaluation); with it true only h does (the classifier's feature).
+ * Runs the fused op (src/engine/fused-lstm.ts) when enabled, else `referenceLstm`. `gradients` says what the caller
+ * will differentiate: "none" (prefixes, evaluation: the fused op keeps no activations), "inputs" (a perturbation's
+ * direction: the fused op skips the weight-gradient GEMMs and reports zero weight gradients), or "all". With the fused
+ * op only h carries a gradient (the classifier's feature); c is returned for "none".
  */
-export function lstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, needGradient = true): LstmState {
+export type LstmGradients = "all" | "inputs" | "none"
+
+export function lstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients = "all"): LstmState {
   const blas = fusedLstmEngine()
   if (blas === undefined) return referenceLstm(params, inputs, lengths, initial)
   const args = {
@@ -109,8 +113,8 @@ export function lstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, i
     lengths,
     initial
   }
-  if (!needGradient) return fusedLstmState(blas, args)
-  const h = fusedLstmOutput(blas, args)
+  if (gradients === "none") return fusedLstmState(blas, args)
+  const h = fusedLstmOutput(blas, args, gradients === "all")
   return { h, c: tf.zerosLike(h) as tf.Tensor2D }
 }
 

@@ -41,7 +41,7 @@ export function evaluate(
       tf.tidy(() => {
         const tensors = batchTensors(batch)
         const initial = prefixState(params, table, batch, undefined)
-        const { logits } = head(params, lstm(params, embed(table, tensors.ids, undefined), batch.lengths, initial, false).h)
+        const { logits } = head(params, lstm(params, embed(table, tensors.ids, undefined), batch.lengths, initial, "none").h)
         const predicted = predict(logits).dataSync()
         for (let b = 0; b < batch.size; b++) if (predicted[b] === batch.labels[b]) correct++
         lossSum += classificationLoss(logits, tensors.labels).dataSync()[0] * batch.size
@@ -80,10 +80,11 @@ export function evaluatePerturbationLosses(
         const tensors = batchTensors(batch)
         const initial = prefixState(params, table, batch, undefined)
         const e = embed(table, tensors.ids, undefined)
-        const logits = (x: tf.Tensor3D) => head(params, lstm(params, x, batch.lengths, initial).h).logits
+        // Only ∂/∂(window) is ever taken here, so the fused LSTM may skip its weight gradients.
+        const logits = (x: tf.Tensor3D) => head(params, lstm(params, x, batch.lengths, initial, "inputs").h).logits
         const g = tf.grad((x: tf.Tensor) => classificationLoss(logits(x as tf.Tensor3D), tensors.labels))(e) as tf.Tensor3D
         adversarial += classificationLoss(logits(tf.add(e, adversarialPerturbation(g, options.epsilon)) as tf.Tensor3D), tensors.labels).dataSync()[0] * batch.size
-        const q = head(params, lstm(params, e, batch.lengths, initial, false).h).logits
+        const q = head(params, lstm(params, e, batch.lengths, initial, "none").h).logits
         const noise = gaussian(e.shape, rng(options.seed, "evaluation-noise", index)) as tf.Tensor3D
         const r = virtualAdversarialPerturbation(
           e.shape,

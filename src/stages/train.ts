@@ -23,6 +23,7 @@ import {
   head,
   lstm,
   normalizeEmbeddings,
+  type LstmGradients,
   type LstmState,
   type Params
 } from "../model/classifier.ts"
@@ -90,7 +91,7 @@ export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dr
   return tidy(() => {
     const ids = tf.tensor2d(prefix.ids, [batch.size, prefix.steps], "int32")
     // Returned tensors move to the caller's tidy scope.
-    return lstm(params, embed(table, ids, dropout), prefix.lengths, undefined, false)
+    return lstm(params, embed(table, ids, dropout), prefix.lengths, undefined, "none")
   })
 }
 
@@ -148,8 +149,8 @@ function embedStream(params: Params, table: tf.Tensor2D, batch: Batch, keepProb:
   return { batch, ids, dropout, e: embed(table, ids, dropout), initial: prefixState(params, table, batch, dropout) }
 }
 
-const logitsOf = (params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }) =>
-  head(params, lstm(params, e, s.batch.lengths, s.initial).h).logits
+const logitsOf = (params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }, gradients: LstmGradients = "all") =>
+  head(params, lstm(params, e, s.batch.lengths, s.initial, gradients).h).logits
 
 /**
  * The KL term on the unlabeled stream for one (micro-)batch: q = p(·|e_u) held constant, r = r_vadv (power iteration)
@@ -164,12 +165,12 @@ function klTermGradients(
   weight: number
 ): TermGradients {
   return tidy(() => {
-    const q = head(params, lstm(params, s.e, s.batch.lengths, s.initial, false).h).logits
+    const q = head(params, lstm(params, s.e, s.batch.lengths, s.initial, "none").h).logits
     const r =
       method === "virtual"
         ? virtualAdversarialPerturbation(s.e.shape, s.batch.lengths, { epsilon: p.epsilon, xi: p.xi, iterations: p.powerIterations }, (d) =>
             // Σ over examples (not the mean): each example's direction is then independent of the micro-batch size.
-            tf.sum(klDivergence(q, logitsOf(params, tf.add(s.e, d) as tf.Tensor3D, s))) as tf.Scalar, noise)
+            tf.sum(klDivergence(q, logitsOf(params, tf.add(s.e, d) as tf.Tensor3D, s, "inputs"))) as tf.Scalar, noise)
         : (scaleL2(tf.mul(noise, beforeEosMask(s.batch.lengths, s.batch.steps)), p.epsilon) as tf.Tensor3D)
     return termGradients(params, tf.add(s.e, r) as tf.Tensor3D, (e, ps) => tf.mul(weight, tf.mean(klDivergence(q, logitsOf(ps, e, s)))) as tf.Scalar)
   })

@@ -198,8 +198,8 @@ for (const engine of engines) {
       return tf.tidy(() => {
         const inputs = tf.tensor3d(x, shape)
         const init = initial === undefined ? undefined : { c: tf.tensor2d(initial.c, [B, H]), h: tf.tensor2d(initial.h, [B, H]) }
-        const state = lstm(params, inputs, lengths, init, false)
-        const differentiable = lstm(params, inputs, lengths, init, true)
+        const state = lstm(params, inputs, lengths, init, "none")
+        const differentiable = lstm(params, inputs, lengths, init, "all")
         return { c: values(state.c), h: values(state.h), hGrad: values(differentiable.h) }
       })
     }
@@ -490,5 +490,24 @@ describe("head, predict and classificationLoss", () => {
       ),
       { numRuns: 50 }
     )
+  })
+})
+
+describe("fused LSTM, input-gradient-only mode", () => {
+  test.skipIf(loadBlas() === undefined)('lstm(…, "inputs") gives the same ∂/∂inputs as "all" and zero weight gradients', async () => {
+    await initBackend("wasm", { fusedLstm: "auto" })
+    const params = initialParams({ vocabSize: 5, embeddingDim: 3, lstmUnits: 4, hiddenUnits: 2, numClasses: 2 }, rng(9, "inputs-mode"))
+    tf.tidy(() => {
+      const x = tf.randomNormal([2, 5, 3], 0, 1, "float32", 1) as tf.Tensor3D
+      const lengths = Int32Array.from([5, 3])
+      const grads = (mode: "all" | "inputs") =>
+        tf.grads((xx: tf.Tensor, k: tf.Tensor) => tf.sum(lstm({ ...params, "lstm/recurrentKernel": k }, xx as tf.Tensor3D, lengths, undefined, mode).h))([x, params["lstm/recurrentKernel"]])
+      const [dxAll, dkAll] = grads("all")
+      const [dxInputs, dkInputs] = grads("inputs")
+      expect(Array.from(dxInputs.dataSync())).toEqual(Array.from(dxAll.dataSync()))
+      expect(Math.max(...Array.from(dkAll.dataSync(), Math.abs))).toBeGreaterThan(0)
+      expect(Math.max(...Array.from(dkInputs.dataSync(), Math.abs))).toBe(0)
+    })
+    tf.dispose(Object.values(params))
   })
 })

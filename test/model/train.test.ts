@@ -231,7 +231,7 @@ describe("trainStep's non-finite guard", () => {
       // The sign of LSTM feature 0 for this document decides which infinity kills hidden unit 0.
       const feature0 = tf.tidy(() => {
         const table = embeddingTable(state.params, frequencies, true)
-        return lstm(state.params, embed(table, tf.tensor2d(batch.ids, [1, batch.steps], "int32"), undefined), batch.lengths, undefined, false).h.dataSync()[0]
+        return lstm(state.params, embed(table, tf.tensor2d(batch.ids, [1, batch.steps], "int32"), undefined), batch.lengths, undefined, "none").h.dataSync()[0]
       })
       const kernel = state.params["head/hiddenKernel"]
       const poisoned = values(kernel)
