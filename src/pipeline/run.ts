@@ -29,8 +29,9 @@ export interface StopSignal {
 }
 
 /**
- * Ctrl-C handling for long runs: the first SIGINT asks the loop to stop after the current step (it then writes a
- * checkpoint); a second one exits at once with 130. Call `release` when the run is over.
+ * Ctrl-C handling for long runs: the first SIGINT (or SIGTERM, as sent by `timeout` and job schedulers) asks the loop
+ * to stop after the current step (it then writes a checkpoint); a second one exits at once with 130. Call `release`
+ * when the run is over.
  */
 export function stopOnSigint(): { readonly stop: StopSignal; release(): void } {
   const stop: StopSignal = { requested: false }
@@ -40,7 +41,14 @@ export function stopOnSigint(): { readonly stop: StopSignal; release(): void } {
     process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
   }
   process.on("SIGINT", onSigint)
-  return { stop, release: () => void process.off("SIGINT", onSigint) }
+  process.on("SIGTERM", onSigint)
+  return {
+    stop,
+    release: () => {
+      process.off("SIGINT", onSigint)
+      process.off("SIGTERM", onSigint)
+    }
+  }
 }
 
 export interface RunOptions {
