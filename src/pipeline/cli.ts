@@ -4,9 +4,9 @@
  * Exit codes: 0 done · 1 a data/run error (one paragraph, no stack trace) · 2 a bad config or flag · 130 stopped by
  * Ctrl-C after writing a checkpoint (a second Ctrl-C exits at once).
  */
-import { NodeServices } from "@effect/platform-node"
 import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { runMain } from "./main.ts"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { ConfigError, isUserError, reportUserError } from "../errors.ts"
@@ -76,9 +76,4 @@ const pipeline = Command.make(
     })
 )
 
-if (import.meta.main) {
-  pipeline.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), Effect.runPromise).catch((cause) => {
-    process.stderr.write(`internal error: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`)
-    process.exitCode = 1
-  })
-}
+if (import.meta.main) await runMain(pipeline)

@@ -6,9 +6,9 @@
  * paired difference to the baseline on the same splits), also saved as <root>/results.md and results.json.
  * Re-running the same command skips finished cells and resumes interrupted ones.
  */
-import { NodeServices } from "@effect/platform-node"
 import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { runMain } from "./main.ts"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { ConfigError, isUserError, reportUserError } from "../errors.ts"
@@ -111,9 +111,4 @@ const experiment = Command.make(
     })
 )
 
-if (import.meta.main) {
-  experiment.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), Effect.runPromise).catch((cause) => {
-    process.stderr.write(`internal error: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`)
-    process.exitCode = 1
-  })
-}
+if (import.meta.main) await runMain(experiment)

@@ -54,6 +54,13 @@ describe("cli", () => {
     noStackTrace(r.stderr)
   })
 
+  test("an unknown flag prints the usage and exits 2 without a stack trace", () => {
+    const r = cli([configFile(tempDir(), tinyDataset), "--no-such-flag", "1"])
+    expect(r.code).toBe(2)
+    expect(r.stderr + r.stdout).toContain("--no-such-flag")
+    noStackTrace(r.stderr)
+  })
+
   test("a missing config file or a malformed --set exits 2", () => {
     expect(cli(["/nonexistent/config.ts"]).code).toBe(2)
     const r = cli([configFile(tempDir(), tinyDataset), "--set", "no-equals-sign"])
