@@ -1,6 +1,6 @@
 /**
  * Training-step benchmark, ours vs PyTorch on the same machine, in one invocation:
- *   bun bench/step.ts [--reps N] [--configs small,paper-rt] [--no-torch]
+ *   bun bench/step.ts [--reps N] [--configs small,paper-rt,rt-cpu] [--no-torch] [--blas off] [--fused-lstm off]
  * Step types: supervised (NLL), adversarial (NLL + AT), virtual (NLL on B + VAT on U, 1 power iteration).
  * Both sides run with the same OpenBLAS environment (printed). The last line is one JSON object with every ms/step,
  * every ratio (ours / PyTorch) and `worstRatio`.
@@ -17,7 +17,9 @@ import { type Method, trainStep } from "../src/stages/train.ts"
 
 const CONFIGS = {
   small: { V: 20_000, E: 128, H: 256, B: 32, U: 128, T: 25 },
-  "paper-rt": { V: 20_000, E: 512, H: 1024, B: 64, U: 512, T: 25 }
+  "paper-rt": { V: 20_000, E: 512, H: 1024, B: 64, U: 512, T: 25 },
+  /** configs/rt-cpu-methods.ts's sizes (vocabulary and a typical padded RT batch length). */
+  "rt-cpu": { V: 15_500, E: 128, H: 256, B: 64, U: 64, T: 40 }
 } as const
 type ConfigName = keyof typeof CONFIGS
 const STEPS: ReadonlyArray<[string, Method]> = [
@@ -36,7 +38,9 @@ const configNames = (flag("--configs") ?? "small,paper-rt").split(",") as Array<
 const withTorch = !args.includes("--no-torch")
 const backend = (flag("--backend") ?? "auto") as BackendName
 
-const active = await Effect.runPromise(selectBackend(backend, { blas: (flag("--blas") as "auto" | "off") ?? "auto" }))
+const active = await Effect.runPromise(
+  selectBackend(backend, { blas: (flag("--blas") as "auto" | "off") ?? "auto", fusedLstm: (flag("--fused-lstm") as "auto" | "off") ?? "auto" })
+)
 console.log(`ours: ${active.description}`)
 console.log(
   `OpenBLAS environment: OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"} OPENBLAS_L2_SIZE=${process.env.OPENBLAS_L2_SIZE ?? "(unset)"} ` +
