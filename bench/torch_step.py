@@ -22,6 +22,15 @@ def scale_l2(x, eps):
     return eps * unit / unit.pow(2).sum(dim=(1, 2), keepdim=True).clamp_min(1).sqrt()
 
 
+def peak_rss_mib():
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's peak inherited at fork.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main():
     V, E, H, B, U, T = (int(v) for v in sys.argv[1].split(","))
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -91,7 +100,7 @@ def main():
             times.append((time.perf_counter() - t0) * 1000)
         ms[kind] = sorted(times)[len(times) // 2]
     print(json.dumps({"config": {"V": V, "E": E, "H": H, "B": B, "U": U, "T": T}, "ms": ms, "torch": torch.__version__, "threads": threads,
-                      "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peakRssMiB": peak_rss_mib()}))
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ export function registerJsKernel(
 /** Put tfjs's own kernel back on both backends. */
 export function restoreKernel(kernelName: string): void {
   for (const backendName of ["cpu", "wasm"]) {
-    const original = originals.get(`${kernelName}/${backendName}`)
+    const key = `${kernelName}/${backendName}`
+    if (!originals.has(key)) continue // never replaced: tfjs's kernel is still the registered one
+    const original = originals.get(key)
     if (tf.getKernel(kernelName, backendName) !== undefined) tf.unregisterKernel(kernelName, backendName)
     if (original !== undefined) tf.registerKernel(original)
   }

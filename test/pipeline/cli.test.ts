@@ -47,6 +47,12 @@ describe("cli", () => {
     expect(r.stderr).toContain("backend")
   })
 
+  test("runs in a fresh process with BLAS off (tfjs's own kernels)", () => {
+    const r = cli([configFile(tempDir(), tinyDataset), "--run-dir", join(tempDir(), "run"), "--set", "blas=off", "--set", "train.steps=2"])
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain("tfjs matmul, reference LSTM")
+  })
+
   test("a bad config lists every invalid field at once and exits 2", () => {
     const r = cli([configFile(tempDir(), tinyDataset, `seed: -1, modle: {}, method: "magic",`), "--set", "train.batchSize=0", "--set", "train.nope=1"])
     expect(r.code).toBe(2)
