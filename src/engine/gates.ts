@@ -7,7 +7,7 @@
  * bun:ffi, so nothing is copied between the GEMMs and the gate loops.
  */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
-import { dirname, join, resolve } from "node:path"
+import { dirname, resolve } from "node:path"
 
 const SOURCE = resolve(import.meta.dir, "assembly/lstm-gates.ts")
 const OUTPUT = resolve(import.meta.dir, "../../build/lstm-gates.wasm")
@@ -200,6 +200,3 @@ function jsKernels(buffer: () => ArrayBuffer): KernelExports {
     }
   }
 }
-
-export const gatesSourcePath = SOURCE
-export const gatesOutputPath = join(dirname(OUTPUT), "lstm-gates.wasm")

@@ -23,6 +23,7 @@ import { batchTensors, embeddingTable, prefixState } from "../../src/stages/trai
 import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
 import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
+import { setSimdGates } from "../../src/engine/gates.ts"
 import { expectClose, initBackend, maxRelativeError, randomFloats, take, useBackend, values } from "../helpers.ts"
 
 useBackend("cpu")
@@ -508,6 +509,33 @@ describe("fused LSTM, input-gradient-only mode", () => {
       expect(Math.max(...Array.from(dkAll.dataSync(), Math.abs))).toBeGreaterThan(0)
       expect(Math.max(...Array.from(dkInputs.dataSync(), Math.abs))).toBe(0)
     })
+    tf.dispose(Object.values(params))
+  })
+})
+
+describe("fused LSTM gate kernels", () => {
+  test.skipIf(loadBlas() === undefined)("the WebAssembly SIMD kernels and the JS loops give the same outputs and gradients", async () => {
+    await initBackend("wasm", { fusedLstm: "auto" })
+    const params = initialParams({ vocabSize: 5, embeddingDim: 6, lstmUnits: 7, hiddenUnits: 2, numClasses: 2 }, rng(4, "gates"))
+    const run = () =>
+      tf.tidy(() => {
+        const x = tf.randomNormal([3, 6, 6], 0, 2, "float32", 2) as tf.Tensor3D
+        const lengths = Int32Array.from([6, 2, 4])
+        const [dx, dk] = tf.grads((xx: tf.Tensor, k: tf.Tensor) => tf.sum(tf.square(lstm({ ...params, "lstm/inputKernel": k }, xx as tf.Tensor3D, lengths, undefined).h)))([
+          x,
+          params["lstm/inputKernel"]
+        ])
+        return [values(lstm(params, x, lengths, undefined, "none").h), values(dx), values(dk)]
+      })
+    const simd = run()
+    setSimdGates(false)
+    try {
+      const js = run()
+      // 7 units: the SIMD kernel's 4-lane loop and its scalar tail are both exercised.
+      simd.forEach((a, i) => expectClose(js[i], a, 1e-5, 1e-4))
+    } finally {
+      setSimdGates(true)
+    }
     tf.dispose(Object.values(params))
   })
 })
