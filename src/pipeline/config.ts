@@ -39,6 +39,7 @@ const Config = type({
     tokenizer: "'ascii' | 'unicode'",
     testFraction: "0 < number < 1",
     validationFraction: "0 <= number < 1",
+    validationSplit: "'random' | 'imdb-author'",
     maxVocab: "number.integer >= 1",
     minDocCount: "number.integer >= 1",
     window: "number.integer >= 1"
@@ -96,6 +97,7 @@ export const DEFAULTS: Config = {
     tokenizer: "ascii",
     testFraction: 0.1,
     validationFraction: 0.1,
+    validationSplit: "random",
     maxVocab: 100_000,
     minDocCount: 2,
     window: 400

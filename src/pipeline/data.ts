@@ -71,6 +71,12 @@ export function splitCorpus(
     test = Array.from(order.subarray(0, nTest), (i) => all[i])
     train = Array.from(order.subarray(nTest), (i) => all[i])
   }
+  if (config.data.validationSplit === "imdb-author") {
+    // The first author's IMDB split (spec A1.2): validation = train/pos ids ≥ 10621 and train/neg ids ≥ 10625.
+    const pos = corpus.classes.indexOf("pos")
+    const isValidation = (d: LabeledDoc) => d.id !== undefined && d.id >= (d.label === pos ? 10621 : 10625)
+    return { validation: train.filter(isValidation), train: train.filter((d) => !isValidation(d)), test }
+  }
   const order = permutation(train.length, rng(config.seed, "validation-split"))
   const nValidation = Math.round(train.length * config.data.validationFraction)
   return {

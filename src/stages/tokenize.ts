@@ -20,9 +20,10 @@ export interface TokenizeOptions {
 }
 
 export function tokenize(text: string, options: TokenizeOptions): Array<string> {
-  const trimmed = text.trim()
-  const cased = options.lowercase ? trimmed.toLowerCase() : trimmed
-  return cased.split(separators[options.tokenizer ?? "ascii"]).filter((token) => token.length > 0)
+  // Split before lowercasing: Unicode case mapping turns some non-ASCII letters into ASCII ones (the Kelvin sign
+  // into "k", "İ" into "i"), which the reference, splitting bytes, treats as separators.
+  const tokens = text.trim().split(separators[options.tokenizer ?? "ascii"]).filter((token) => token.length > 0)
+  return options.lowercase ? tokens.map((token) => token.toLowerCase()) : tokens
 }
 
 /** The stage form: documents (anything with a `text`) in, the same records with their `tokens` out. */

@@ -50,3 +50,14 @@ describe("config", () => {
     expect(messageOf(() => resolveConfig(42))).toContain("expected an object")
   })
 })
+
+test("the IMDB author validation split takes pos ids ≥ 10621 and neg ids ≥ 10625", async () => {
+  const { splitCorpus } = await import("../../src/pipeline/data.ts")
+  const docs = [10620, 10621, 10624, 10625].flatMap((id) => [
+    { text: "a", label: 1, id },
+    { text: "b", label: 0, id }
+  ])
+  const split = splitCorpus({ name: "imdb", classes: ["neg", "pos"], train: docs, test: [docs[0]] }, resolveConfig({ data: { validationSplit: "imdb-author" } }))
+  expect(split.validation.map((d) => `${d.label}:${d.id}`).sort()).toEqual(["0:10625", "1:10621", "1:10624", "1:10625"])
+  expect(split.train).toHaveLength(4)
+})

@@ -86,3 +86,8 @@ describe("tokenize (spec A1.1)", () => {
     ])
   })
 })
+
+test("ascii mode treats non-ASCII letters as separators even when lowercasing maps them to ASCII", () => {
+  expect(tokenize("\u212Aelvin İstanbul", { lowercase: true })).toEqual(["elvin", "stanbul"])
+  expect(tokenize("\u212Aelvin İstanbul", { lowercase: false })).toEqual(["elvin", "stanbul"])
+})
