@@ -47,9 +47,9 @@ export function gaussian(shape: ReadonlyArray<number>, random: Rng): tf.Tensor {
   return tf.tensor(values, [...shape])
 }
 
-/** r_rand: masked Gaussian noise scaled to norm ε per example. */
-export function randomPerturbation(shape: ReadonlyArray<number>, lengths: Int32Array, epsilon: number, random: Rng): tf.Tensor3D {
-  return tf.tidy(() => scaleL2(tf.mul(gaussian(shape, random), beforeEosMask(lengths, shape[1])), epsilon) as tf.Tensor3D)
+/** r_rand: Gaussian `noise` [B, T, D] masked at EOS and padding, scaled to norm ε per example. */
+export function randomPerturbation(noise: tf.Tensor3D, lengths: Int32Array, epsilon: number): tf.Tensor3D {
+  return tf.tidy(() => scaleL2(tf.mul(noise, beforeEosMask(lengths, noise.shape[1])), epsilon) as tf.Tensor3D)
 }
 
 /** r_adv from the loss gradient g = ∇_e ℓ (already a constant: computed in its own pass, no gradient flows through it). */

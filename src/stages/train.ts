@@ -31,7 +31,7 @@ import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig,
 import { rng } from "../random.ts"
 import { type Batch, sliceBatch, type StepBatches } from "./batch.ts"
 import { classificationLoss, klDivergence } from "./loss.ts"
-import { adversarialPerturbation, beforeEosMask, gaussian, randomPerturbation, scaleL2, virtualAdversarialPerturbation } from "./perturbation.ts"
+import { adversarialPerturbation, gaussian, randomPerturbation, virtualAdversarialPerturbation } from "./perturbation.ts"
 
 export const METHODS = ["baseline", "random", "random-unlabeled", "adversarial", "virtual", "adversarial+virtual"] as const
 export type Method = (typeof METHODS)[number]
@@ -171,7 +171,7 @@ function klTermGradients(
         ? virtualAdversarialPerturbation(s.e.shape, s.batch.lengths, { epsilon: p.epsilon, xi: p.xi, iterations: p.powerIterations }, (d) =>
             // Σ over examples (not the mean): each example's direction is then independent of the micro-batch size.
             tf.sum(klDivergence(q, logitsOf(params, tf.add(s.e, d) as tf.Tensor3D, s, "inputs"))) as tf.Scalar, noise)
-        : (scaleL2(tf.mul(noise, beforeEosMask(s.batch.lengths, s.batch.steps)), p.epsilon) as tf.Tensor3D)
+        : randomPerturbation(noise, s.batch.lengths, p.epsilon)
     return termGradients(params, tf.add(s.e, r) as tf.Tensor3D, (e, ps) => tf.mul(weight, tf.mean(klDivergence(q, logitsOf(ps, e, s)))) as tf.Scalar)
   })
 }
@@ -225,7 +225,7 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
   if (usesLabeledPerturbation(method)) {
     const r =
       method === "random"
-        ? randomPerturbation(labeled.e.shape, labeled.batch.lengths, p.epsilon, rng(options.seed, "random-perturbation", step))
+        ? randomPerturbation(gaussian(labeled.e.shape, rng(options.seed, "random-perturbation", step)) as tf.Tensor3D, labeled.batch.lengths, p.epsilon)
         : adversarialPerturbation(clean.dInput, p.epsilon)
     const term = termGradients(params, tf.add(labeled.e, r) as tf.Tensor3D, (e, ps) =>
       classificationLoss(head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h).logits, labels)
