@@ -20,13 +20,15 @@ export class DownloadFailed extends Data.TaggedError("DownloadFailed")<{ readonl
 export class ConfigError extends Data.TaggedError("ConfigError")<{ readonly message: string }> {}
 /** The run directory (or a checkpoint in it) cannot be written or read. */
 export class RunDirError extends Data.TaggedError("RunDirError")<{ readonly message: string }> {}
+/** A `pretrained` run directory that cannot be restored into this model (missing, other vocabulary, other shapes). */
+export class PretrainedMismatch extends Data.TaggedError("PretrainedMismatch")<{ readonly message: string }> {}
 /** An explicitly requested tensor backend cannot be loaded. */
 export class BackendError extends Data.TaggedError("BackendError")<{ readonly message: string }> {}
 /** The loss became NaN or Inf; the last good checkpoint is kept. */
 export class NonFiniteLoss extends Data.TaggedError("NonFiniteLoss")<{ readonly message: string }> {}
 
 export type DataError = DataNotFound | ChecksumMismatch | CorruptArchive | DecodeError | InvalidDataset | DownloadFailed
-export type UserError = DataError | ConfigError | RunDirError | BackendError | NonFiniteLoss
+export type UserError = DataError | ConfigError | RunDirError | BackendError | NonFiniteLoss | PretrainedMismatch
 
 export const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
 

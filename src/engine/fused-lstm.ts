@@ -51,6 +51,8 @@ export interface LstmForward {
   readonly h: Float32Array
   readonly c: Float32Array
   readonly tape: LstmTape | undefined
+  /** h after every step, batch-major [B, T, H], zero at steps t ≥ length; present when `keepOutputs` was set. */
+  readonly outputs: Float32Array | undefined
 }
 
 /** x batch-major [B, T, D] → time-major [T, B, D] (and back with `toBatchMajor`). */
@@ -71,7 +73,8 @@ export function lstmForward(
   lengths: Int32Array,
   w: LstmWeights,
   initial: { readonly h: Float32Array; readonly c: Float32Array } | undefined,
-  keepTape: boolean
+  keepTape: boolean,
+  keepOutputs = false
 ): LstmForward {
   const { batch: B, steps: T, inputSize: D, units: H } = dims
   const G = 4 * H
@@ -85,6 +88,7 @@ export function lstmForward(
   const hPrev = keepTape ? ws.f32(T * B * H) : undefined
   const cPrev = keepTape ? ws.f32(T * B * H) : undefined
   const tanhC = keepTape ? ws.f32(T * B * H) : undefined
+  const outputs = keepOutputs ? new Float32Array(B * T * H) : undefined
   copyToTimeMajor(inputs, x.view, B, T, D)
   // All input projections in one GEMM: Z[t, b] = x[t, b]·Wx + bias; the recurrent term is added per step.
   for (let r = 0; r < T * B; r++) z.view.set(w.bias, r * G)
@@ -102,11 +106,13 @@ export function lstmForward(
     cPrev?.view.set(c.view, t * B * H)
     blas.sgemm(false, false, B, G, H, 1, h.view, H, w.recurrentKernel, G, 1, zt, G)
     ws.kernels.forwardStep(z.at + t * B * G * 4, c.at, h.at, tanhC === undefined ? 0 : tanhC.at + t * B * H * 4, lens.at, t, B, H)
+    // Copy the rows that stepped straight into batch-major order; rows past their end keep the array's zeros.
+    if (outputs !== undefined) for (let b = 0; b < B; b++) if (t < lengths[b]) outputs.set(h.view.subarray(b * H, (b + 1) * H), (b * T + t) * H)
   }
   const tape: LstmTape | undefined = keepTape
     ? { dims, ws, lengths: lens, inputs: x, gates: z, hPrev: hPrev!, cPrev: cPrev!, tanhC: tanhC!, dz: ws.f32(T * B * G), dh: ws.f32(B * H), dc: ws.f32(B * H), dhRecurrent: ws.f32(B * H) }
     : undefined
-  const result = { h: h.view.slice(), c: c.view.slice(), tape }
+  const result = { h: h.view.slice(), c: c.view.slice(), tape, outputs }
   if (tape === undefined) ws.release()
   return result
 }
@@ -118,16 +124,39 @@ export interface LstmGradients {
   readonly weights: { readonly inputKernel: Float32Array; readonly recurrentKernel: Float32Array; readonly bias: Float32Array } | undefined
 }
 
-/** Gradients of a loss with gradient `dhFinal` [B, H] w.r.t. the final h (the final c gets none). */
-export function lstmBackward(blas: Blas, tape: LstmTape, w: LstmWeights, dhFinal: Float32Array, weightGradients = true): LstmGradients {
+/**
+ * Gradients of a loss w.r.t. the inputs and weights, given its gradient `dhFinal` [B, H] w.r.t. the final h (the final
+ * c gets none) and/or `dOutputs` [B, T, H] (batch-major) w.r.t. the per-step outputs of `lstmForward(…, keepOutputs)`.
+ * Either may be undefined (no gradient from there). Releases the tape's workspace: call at most once per tape.
+ */
+export function lstmBackward(
+  blas: Blas,
+  tape: LstmTape,
+  w: LstmWeights,
+  dhFinal: Float32Array | undefined,
+  weightGradients = true,
+  dOutputs?: Float32Array
+): LstmGradients {
   const { batch: B, steps: T, inputSize: D, units: H } = tape.dims
   const G = 4 * H
   const { ws, gates, cPrev, tanhC, dz, dh, dc, dhRecurrent, lengths } = tape
-  dh.view.set(dhFinal)
+  if (dhFinal === undefined) dh.view.fill(0)
+  else dh.view.set(dhFinal)
   dc.view.fill(0)
   dz.view.fill(0)
   const maxLength = Math.max(0, ...lengths.view)
+  const dhv = dh.view
   for (let t = Math.min(T, maxLength) - 1; t >= 0; t--) {
+    // The output at step t is the h this step produced, so its gradient joins dh before the step's backward. Rows
+    // past their end output a constant 0 and get nothing; their dh (from the final h) passes through unchanged.
+    if (dOutputs !== undefined) {
+      for (let b = 0; b < B; b++) {
+        if (t >= lengths.view[b]) continue
+        const from = (b * T + t) * H
+        const to = b * H
+        for (let k = 0; k < H; k++) dhv[to + k] += dOutputs[from + k]
+      }
+    }
     ws.kernels.backwardStep(gates.at + t * B * G * 4, cPrev.at + t * B * H * 4, tanhC.at + t * B * H * 4, dh.at, dc.at, dz.at + t * B * G * 4, lengths.at, t, B, H)
     // dh_{t−1} = dZ_t · Whᵀ for the rows that stepped; rows past their end pass dh through unchanged.
     blas.sgemm(false, true, B, H, G, 1, dz.view.subarray(t * B * G, (t + 1) * B * G), G, w.recurrentKernel, G, 0, dhRecurrent.view, H)

@@ -9,6 +9,9 @@ import { createTrainState, type TrainState } from "./optimizer.ts"
 
 const MAGIC = "ADVTEXT1"
 
+/** The checkpoint's file name inside a run directory. */
+export const CHECKPOINT = "checkpoint.ckpt"
+
 interface TensorEntry {
   readonly name: string
   readonly shape: ReadonlyArray<number>
@@ -18,18 +21,28 @@ interface TensorEntry {
 
 const groups = ["params", "adamM", "adamV", "ema"] as const
 
-export function writeCheckpoint(path: string, state: TrainState, meta: Readonly<Record<string, unknown>>): void {
+/**
+ * `extra` holds run state that is not a trainable weight (e.g. the LM's carried LSTM state), stored as "extra/<name>"
+ * and read back with `extraOf`.
+ */
+export function writeCheckpoint(
+  path: string,
+  state: TrainState,
+  meta: Readonly<Record<string, unknown>>,
+  extra: Readonly<Record<string, { readonly shape: ReadonlyArray<number>; readonly data: Float32Array }>> = {}
+): void {
   const entries: Array<TensorEntry> = []
   const chunks: Array<Float32Array> = []
   let offset = 0
-  for (const group of groups) {
-    for (const [name, v] of Object.entries(state[group])) {
-      const data = v.dataSync() as Float32Array
-      entries.push({ name: `${group}/${name}`, shape: v.shape, offset, length: data.length })
-      chunks.push(data)
-      offset += data.length
-    }
+  const add = (name: string, shape: ReadonlyArray<number>, data: Float32Array) => {
+    entries.push({ name, shape, offset, length: data.length })
+    chunks.push(data)
+    offset += data.length
   }
+  for (const group of groups) {
+    for (const [name, v] of Object.entries(state[group])) add(`${group}/${name}`, v.shape, v.dataSync() as Float32Array)
+  }
+  for (const [name, t] of Object.entries(extra)) add(`extra/${name}`, t.shape, t.data)
   const header = new TextEncoder().encode(JSON.stringify({ step: state.step, meta, tensors: entries }))
   const prefix = new Uint8Array(MAGIC.length + 4)
   prefix.set(new TextEncoder().encode(MAGIC), 0)
@@ -79,6 +92,10 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
   for (const e of header.tensors) tensors.set(e.name, tf.tensor(floats.subarray(e.offset, e.offset + e.length), [...e.shape]))
   return { step: header.step, meta: header.meta, tensors }
 }
+
+/** A copy of an "extra" entry's values (undefined when absent). Call before `trainStateFromCheckpoint` disposes them. */
+export const extraOf = (ckpt: LoadedCheckpoint, name: string): Float32Array | undefined =>
+  ckpt.tensors.get(`extra/${name}`)?.dataSync().slice() as Float32Array | undefined
 
 /** Rebuild a TrainState from a checkpoint (takes ownership of its tensors). */
 export function trainStateFromCheckpoint(ckpt: LoadedCheckpoint): TrainState {

@@ -4,7 +4,7 @@
  * the same code runs the trainable weights and their EMA copy.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { fusedLstmEngine, fusedLstmOutput, fusedLstmState } from "../engine/lstm-op.ts"
+import { fusedLstmEngine, fusedLstmOutput, fusedLstmSequence, fusedLstmState } from "../engine/lstm-op.ts"
 import type { Rng } from "../random.ts"
 
 export interface ModelShape {
@@ -13,6 +13,8 @@ export interface ModelShape {
   readonly lstmUnits: number
   readonly hiddenUnits: number
   readonly numClasses: number
+  /** Forward and reverse LSTMs ("lstm", "lstmReverse") sharing the embedding, features concatenated (spec A2.5). */
+  readonly bidirectional?: boolean
 }
 
 /** Parameter names; anything whose name starts with "embedding" is excluded from gradient clipping (spec A4.1). */
@@ -29,18 +31,26 @@ function uniform(shape: Array<number>, limit: number, random: Rng): Float32Array
   return out
 }
 
-/** Initial values (spec A2): embedding U(−1, 1); glorot-uniform kernels (the LSTM's over its fused [D+H, 4H]); zero biases. */
+/**
+ * Initial values (spec A2): embedding U(−1, 1); glorot-uniform kernels (the LSTM's over its fused [D+H, 4H]); zero biases.
+ * A bidirectional model adds the reverse LSTM, and its head reads the 2H concatenated features.
+ */
 export function initialParams(shape: ModelShape, random: Rng): Record<string, tf.Tensor> {
   const { vocabSize: V, embeddingDim: D, lstmUnits: H, hiddenUnits: K } = shape
   const O = outputUnits(shape.numClasses)
   const glorot = (fanIn: number, fanOut: number) => Math.sqrt(6 / (fanIn + fanOut))
   const lstmLimit = glorot(D + H, 4 * H)
+  const lstmParams = (prefix: string) => ({
+    [`${prefix}/inputKernel`]: tf.tensor2d(uniform([D, 4 * H], lstmLimit, random), [D, 4 * H]),
+    [`${prefix}/recurrentKernel`]: tf.tensor2d(uniform([H, 4 * H], lstmLimit, random), [H, 4 * H]),
+    [`${prefix}/bias`]: tf.zeros([4 * H])
+  })
+  const F = shape.bidirectional === true ? 2 * H : H
   return {
     [EMBEDDING]: tf.tensor2d(uniform([V, D], 1, random), [V, D]),
-    "lstm/inputKernel": tf.tensor2d(uniform([D, 4 * H], lstmLimit, random), [D, 4 * H]),
-    "lstm/recurrentKernel": tf.tensor2d(uniform([H, 4 * H], lstmLimit, random), [H, 4 * H]),
-    "lstm/bias": tf.zeros([4 * H]),
-    "head/hiddenKernel": tf.tensor2d(uniform([H, K], glorot(H, K), random), [H, K]),
+    ...lstmParams("lstm"),
+    ...(shape.bidirectional === true ? lstmParams("lstmReverse") : {}),
+    "head/hiddenKernel": tf.tensor2d(uniform([F, K], glorot(F, K), random), [F, K]),
     "head/hiddenBias": tf.zeros([K]),
     "head/outputKernel": tf.tensor2d(uniform([K, O], glorot(K, O), random), [K, O]),
     "head/outputBias": tf.zeros([O])
@@ -98,46 +108,140 @@ export function timeMask(lengths: Int32Array, steps: number): tf.Tensor3D {
  * Runs the fused op (src/engine/fused-lstm.ts) when enabled, else `referenceLstm`. `gradients` says what the caller
  * will differentiate: "none" (prefixes, evaluation: the fused op keeps no activations), "inputs" (a perturbation's
  * direction: the fused op skips the weight-gradient GEMMs and reports zero weight gradients), or "all". With the fused
- * op only h carries a gradient (the classifier's feature); c is returned for "none".
+ * op only h carries a gradient (the classifier's feature); c is returned for "none". `prefix` names the parameter group
+ * (`${prefix}/inputKernel`, …): "lstm", or e.g. "lstmReverse" for a bidirectional model's second LSTM.
  */
 export type LstmGradients = "all" | "inputs" | "none"
 
-export function lstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients = "all"): LstmState {
+export function lstm(
+  params: Params,
+  inputs: tf.Tensor3D,
+  lengths: Int32Array,
+  initial: LstmState | undefined,
+  gradients: LstmGradients = "all",
+  prefix = "lstm"
+): LstmState {
   const blas = fusedLstmEngine()
-  if (blas === undefined) return referenceLstm(params, inputs, lengths, initial)
-  const args = {
-    inputs,
-    inputKernel: params["lstm/inputKernel"] as tf.Tensor2D,
-    recurrentKernel: params["lstm/recurrentKernel"] as tf.Tensor2D,
-    bias: params["lstm/bias"] as tf.Tensor1D,
-    lengths,
-    initial
-  }
+  if (blas === undefined) return referenceLstm(params, inputs, lengths, initial, prefix)
+  const args = fusedArgs(params, inputs, lengths, initial, prefix)
   if (gradients === "none") return fusedLstmState(blas, args)
   const h = fusedLstmOutput(blas, args, gradients === "all")
   return { h, c: tf.zerosLike(h) as tf.Tensor2D }
 }
 
+/** An LSTM's per-step outputs and its final state. */
+export interface LstmSequence {
+  /** h after each step [B, T, H], 0 at steps t ≥ length; differentiable w.r.t. the inputs and the LSTM weights. */
+  readonly outputs: tf.Tensor3D
+  /** (c, h) at each sequence's last valid step, without gradient: the next window's (constant) initial state. */
+  readonly final: LstmState
+}
+
+/**
+ * The same LSTM, returning every step's output (language-model pretraining reads a prediction from each step) and the
+ * final state. Gradients stop at the window boundary: none flows into `initial` or out of `final`.
+ */
+export function lstmSequence(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, prefix = "lstm"): LstmSequence {
+  const blas = fusedLstmEngine()
+  if (blas === undefined) return referenceLstmSequence(params, inputs, lengths, initial, prefix)
+  return fusedLstmSequence(blas, fusedArgs(params, inputs, lengths, initial, prefix))
+}
+
+const fusedArgs = (params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, prefix: string) => ({
+  inputs,
+  inputKernel: params[`${prefix}/inputKernel`] as tf.Tensor2D,
+  recurrentKernel: params[`${prefix}/recurrentKernel`] as tf.Tensor2D,
+  bias: params[`${prefix}/bias`] as tf.Tensor1D,
+  lengths,
+  initial
+})
+
 /** The same LSTM in plain tfjs ops: the reference the fused op is tested against, and the path for non-CPU backends. */
-export function referenceLstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined): LstmState {
+export function referenceLstm(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, prefix = "lstm"): LstmState {
+  return referenceSteps(params, inputs, lengths, initial, prefix, undefined)
+}
+
+/** `lstmSequence` in plain tfjs ops. */
+export function referenceLstmSequence(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, prefix = "lstm"): LstmSequence {
+  const perStep: Array<tf.Tensor2D> = []
+  const final = referenceSteps(params, inputs, lengths, initial, prefix, perStep)
+  return { outputs: tf.stack(perStep, 1) as tf.Tensor3D, final: { c: stopGradient(final.c), h: stopGradient(final.h) } }
+}
+
+/** The reference loop; pushes each step's masked output h onto `outputs` when given. Returns the final state. */
+function referenceSteps(
+  params: Params,
+  inputs: tf.Tensor3D,
+  lengths: Int32Array,
+  initial: LstmState | undefined,
+  prefix: string,
+  outputs: Array<tf.Tensor2D> | undefined
+): LstmState {
   const [B, T, D] = inputs.shape
-  const H = params["lstm/recurrentKernel"].shape[0]
+  const inputKernel = params[`${prefix}/inputKernel`] as tf.Tensor2D
+  const recurrentKernel = params[`${prefix}/recurrentKernel`] as tf.Tensor2D
+  const H = recurrentKernel.shape[0]
   // All input projections in one GEMM; only the recurrent product stays per step.
-  const projected = tf.reshape(tf.matMul(tf.reshape(inputs, [B * T, D]), params["lstm/inputKernel"] as tf.Tensor2D), [B, T, 4 * H])
-  const perStep = tf.unstack(tf.add(tf.transpose(projected, [1, 0, 2]), params["lstm/bias"]))
+  const projected = tf.reshape(tf.matMul(tf.reshape(inputs, [B * T, D]), inputKernel), [B, T, 4 * H])
+  const perStep = tf.unstack(tf.add(tf.transpose(projected, [1, 0, 2]), params[`${prefix}/bias`]))
   const masks = tf.unstack(timeMask(lengths, T))
   let c = initial?.c ?? tf.zeros([B, H])
   let h = initial?.h ?? tf.zeros([B, H])
   for (let t = 0; t < T; t++) {
-    const z = tf.add(perStep[t], tf.matMul(h, params["lstm/recurrentKernel"] as tf.Tensor2D))
+    const z = tf.add(perStep[t], tf.matMul(h, recurrentKernel))
     const [i, j, f, o] = tf.split(z, 4, 1)
     const cNext = tf.add(tf.mul(c, tf.sigmoid(f)), tf.mul(tf.sigmoid(i), tf.tanh(j)))
     const hNext = tf.mul(tf.tanh(cNext), tf.sigmoid(o))
     const m = masks[t] as tf.Tensor2D
     c = tf.add(c, tf.mul(m, tf.sub(cNext, c)))
     h = tf.add(h, tf.mul(m, tf.sub(hNext, h)))
+    // The output is the new h where the step ran and 0 past the length (not the frozen state).
+    outputs?.push(tf.mul(m, hNext) as tf.Tensor2D)
   }
   return { c: c as tf.Tensor2D, h: h as tf.Tensor2D }
+}
+
+/** Identity whose gradient is zero: tfjs has no stop_gradient, and `final` must not pass gradients back. */
+const stopGradient = tf.customGrad(((x: tf.Tensor) => ({ value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<
+  typeof tf.customGrad
+>[0]) as (x: tf.Tensor2D) => tf.Tensor2D
+
+export const isBidirectional = (params: Params): boolean => params["lstmReverse/bias"] !== undefined
+
+/**
+ * The head's input features from embedded rows e [R, T, D]: the LSTM's state at each row's last valid step. A
+ * bidirectional model's rows come in pairs (row 2b: document b, row 2b + 1: it reversed; src/stages/batch.ts): each
+ * LSTM reads its own rows and the two final h are concatenated along features (spec A2.5; not time, the #4649 bug).
+ * `initial` has one row per input row.
+ */
+export function features(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients = "all"): tf.Tensor2D {
+  if (!isBidirectional(params)) return lstm(params, e, lengths, initial, gradients).h
+  const [R, T, D] = e.shape
+  const [forward, reverse] = tf.unstack(tf.reshape(e, [R / 2, 2, T, D]), 1) as Array<tf.Tensor3D>
+  const half = (k: number) => lengths.filter((_, r) => r % 2 === k)
+  const initialHalf = (k: number) => (initial === undefined ? undefined : directionRows(initial, k))
+  const h = [lstm(params, forward, half(0), initialHalf(0), gradients, "lstm").h, lstm(params, reverse, half(1), initialHalf(1), gradients, "lstmReverse").h]
+  return tf.concat(h, 1) as tf.Tensor2D
+}
+
+/** Direction k's rows of an interleaved [R, H] state. */
+const directionRows = (s: LstmState, k: number): LstmState => {
+  const pick = (t: tf.Tensor2D) => tf.unstack(tf.reshape(t, [t.shape[0] / 2, 2, t.shape[1]]), 1)[k] as tf.Tensor2D
+  return { c: pick(s.c), h: pick(s.h) }
+}
+
+/**
+ * The final state of prefix rows [R, T, D] run without gradient (windows longer documents start from), in the same
+ * row layout; each direction's rows go through its own LSTM.
+ */
+export function prefixStateOf(params: Params, e: tf.Tensor3D, lengths: Int32Array): LstmState {
+  if (!isBidirectional(params)) return lstm(params, e, lengths, undefined, "none")
+  const [R, T, D] = e.shape
+  const [forward, reverse] = tf.unstack(tf.reshape(e, [R / 2, 2, T, D]), 1) as Array<tf.Tensor3D>
+  const f = lstm(params, forward, lengths.filter((_, r) => r % 2 === 0), undefined, "none", "lstm")
+  const r = lstm(params, reverse, lengths.filter((_, r) => r % 2 === 1), undefined, "none", "lstmReverse")
+  const interleave = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.reshape(tf.stack([a, b], 1), [R, a.shape[1]]) as tf.Tensor2D
+  return { c: interleave(f.c, r.c), h: interleave(f.h, r.h) }
 }
 
 export interface HeadOutput {
@@ -155,7 +259,7 @@ export function head(params: Params, features: tf.Tensor2D): HeadOutput {
 
 /** z(e): logits from an embedded window e (after dropout, plus any perturbation) and its initial state. */
 export function logitsFromEmbedded(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined): HeadOutput {
-  return head(params, lstm(params, e, lengths, initial).h)
+  return head(params, features(params, e, lengths, initial))
 }
 
 /** Predicted class: logit > 0 for one logit (spec A2.3, after the #3269 fix), argmax otherwise. */

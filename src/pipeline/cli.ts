@@ -9,10 +9,11 @@ import { Argument, Command, Flag } from "effect/cli"
 import { runMain } from "./main.ts"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, isUserError, reportUserError } from "../errors.ts"
+import { ConfigError, isUserError, reportUserError, type UserError } from "../errors.ts"
 import { type Config, loadConfigFile, resolveConfig } from "./config.ts"
 import { consoleProgress } from "./progress.ts"
-import { runPipeline, stopOnSigint } from "./run.ts"
+import { type PretrainOutcome, runPretraining } from "./pretrain.ts"
+import { type RunOptions, type RunOutcome, runPipeline, stopOnSigint } from "./run.ts"
 
 const fail = reportUserError
 
@@ -28,7 +29,7 @@ async function loadConfig(configPath: string | undefined, resumeDir: string | un
   return loadConfigFile(absolute, overrides)
 }
 
-const defaultRunDir = (config: Config) => join("runs", `${config.name}-${config.method}-seed${config.seed}-${new Date().toISOString().replace(/[:.]/g, "-")}`)
+const defaultRunDir = (config: Config) => join("runs", `${config.name}-${config.task === "language-model" ? "lm" : config.method}-seed${config.seed}-${new Date().toISOString().replace(/[:.]/g, "-")}`)
 
 const pipeline = Command.make(
   "pipeline",
@@ -57,7 +58,7 @@ const pipeline = Command.make(
       const { stop, release } = stopOnSigint()
       const progress = consoleProgress()
       const exit = await Effect.runPromiseExit(
-        runPipeline(config, {
+        (config.task === "language-model" ? runPretraining : (runPipeline as (c: Config, o: RunOptions) => Effect.Effect<RunOutcome | PretrainOutcome, UserError>))(config, {
           runDir,
           dataDir: Option.getOrUndefined(args.dataDir),
           cacheDir: Option.getOrUndefined(args.cacheDir),

@@ -10,7 +10,9 @@ import { ConfigError } from "../errors.ts"
 const Config = type({
   "+": "reject",
   name: "string",
+  task: "'classifier' | 'language-model'",
   seed: "number.integer >= 0",
+  pretrained: "string",
   backend: "'auto' | 'tensorflow' | 'wasm' | 'cpu'",
   blas: "'auto' | 'off'",
   fusedLstm: "'auto' | 'off'",
@@ -57,7 +59,13 @@ const Config = type({
     lstmUnits: "number.integer >= 1",
     hiddenUnits: "number.integer >= 1",
     embeddingKeepProb: "0 < number <= 1",
-    normalizeEmbeddings: "boolean"
+    normalizeEmbeddings: "boolean",
+    bidirectional: "boolean"
+  },
+  lm: {
+    "+": "reject",
+    candidateSamples: "number.integer >= 0",
+    validationDocs: "number.integer >= 0"
   },
   train: {
     "+": "reject",
@@ -85,7 +93,9 @@ export type ConfigInput = DeepPartial<Config>
 /** The reference code's classifier defaults (spec A4), sized for the paper's RT setting unless a config says otherwise. */
 export const DEFAULTS: Config = {
   name: "experiment",
+  task: "classifier",
   seed: 0,
+  pretrained: "",
   backend: "auto",
   blas: "auto",
   fusedLstm: "auto",
@@ -103,7 +113,8 @@ export const DEFAULTS: Config = {
     window: 400
   },
   unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
-  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true },
+  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false },
+  lm: { candidateSamples: 1024, validationDocs: 0 },
   train: {
     steps: 10_000,
     batchSize: 64,

@@ -1,9 +1,10 @@
 /**
- * `bun run experiment <config.ts> [--methods a,b,...] [--seeds N] [--root DIR] [--data-dir DIR] [--set k=v ...]`
+ * `bun run experiment <config.ts> [--methods a,b,...] [--seeds N] [--first-seed S] [--root DIR] [--data-dir DIR] [--set k=v ...]`
  *
  * Runs the methods × seeds grid (each seed is a different random split for RT, as in the paper), one run dir per
  * cell (<root>/<method>/seed<k>), and prints a markdown table of test error (mean ± sample std over seeds, and the
  * paired difference to the baseline on the same splits), also saved as <root>/results.md and results.json.
+ * A pretraining config (`task: "language-model"`) runs one LM per seed instead (<root>/seed<k>).
  * Re-running the same command skips finished cells and resumes interrupted ones.
  */
 import { Effect, Option, Result } from "effect"
@@ -11,11 +12,12 @@ import { Argument, Command, Flag } from "effect/cli"
 import { runMain } from "./main.ts"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, isUserError, reportUserError } from "../errors.ts"
+import { ConfigError, isUserError, reportUserError, type UserError } from "../errors.ts"
 import { METHODS, type Method } from "../stages/train.ts"
 import { type Config, loadConfigFile } from "./config.ts"
-import { consoleProgress } from "./progress.ts"
-import { runPipeline, type RunSummary, stopOnSigint } from "./run.ts"
+import { type PretrainSummary, runPretraining } from "./pretrain.ts"
+import { consoleProgress, type Progress } from "./progress.ts"
+import { runPipeline, type RunSummary, type StopSignal, stopOnSigint } from "./run.ts"
 
 export interface Cell {
   readonly method: Method
@@ -47,6 +49,34 @@ export function resultsTable(cells: ReadonlyArray<Cell>, methods: ReadonlyArray<
   return lines.join("\n")
 }
 
+/** Pretraining configs: one LM run per seed (<root>/seed<k>, the per-split LM a classifier names with "{seed}"). */
+async function pretrainingGrid(base: Config, seeds: ReadonlyArray<number>, root: string, dataDir: string | undefined, stop: StopSignal, progress: Progress): Promise<UserError | undefined> {
+  const rows: Array<PretrainSummary> = []
+  for (const seed of seeds) {
+    if (stop.requested) break
+    const runDir = join(root, `seed${seed}`)
+    const summaryPath = join(runDir, "summary.json")
+    if (existsSync(summaryPath)) {
+      rows.push(JSON.parse(readFileSync(summaryPath, "utf8")))
+      progress.line(`[language model seed ${seed}] done earlier`)
+      continue
+    }
+    progress.line(`\n[language model seed ${seed}] ${runDir}`)
+    const exit = await Effect.runPromise(
+      runPretraining({ ...base, seed }, { runDir, dataDir, resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop }).pipe(Effect.result)
+    )
+    if (Result.isFailure(exit)) return exit.failure
+    if (exit.success.status === "completed") rows.push(exit.success.summary)
+  }
+  const table = [
+    "| seed | steps | validation perplexity | wall |",
+    "|---|---|---|---|",
+    ...rows.map((r) => `| ${r.seed} | ${r.steps} | ${r.validationPerplexity?.map((p) => p.toFixed(1)).join(" / ") ?? "—"} | ${(r.wallSeconds / 60).toFixed(1)} min |`)
+  ].join("\n")
+  writeFileSync(join(root, "results.md"), `# ${base.name}: language-model pretraining\n\n${table}\n`)
+  process.stdout.write(table + "\n")
+  return undefined
+}
 
 const experiment = Command.make(
   "experiment",
@@ -54,6 +84,7 @@ const experiment = Command.make(
     config: Argument.String("config").pipe(Argument.withDescription("experiment config (e.g. configs/rt-cpu.ts)")),
     methods: Flag.String("methods").pipe(Flag.withDescription(`comma-separated, from ${METHODS.join(", ")}`), Flag.withDefault("baseline,adversarial,virtual,adversarial+virtual")),
     seeds: Flag.Int("seeds").pipe(Flag.withDescription("number of seeds (0 … N−1; for RT each is a different 90/10 split)"), Flag.withDefault(3)),
+    firstSeed: Flag.Int("first-seed").pipe(Flag.withDescription("start the seeds here (S … S+N−1), e.g. to split a grid over processes"), Flag.withDefault(0)),
     root: Flag.String("root").pipe(Flag.withDescription("folder for the grid's run dirs and results"), Flag.optional),
     dataDir: Flag.String("data-dir").pipe(Flag.withDescription("folder holding the dataset archives"), Flag.optional),
     set: Flag.String("set").pipe(Flag.withDescription("override a config field for every cell (repeatable)"), Flag.atLeast(0))
@@ -79,7 +110,16 @@ const experiment = Command.make(
       const progress = consoleProgress()
       const cells: Array<Cell> = []
       const started = performance.now()
-      for (let seed = 0; seed < args.seeds; seed++) {
+      const seeds = Array.from({ length: args.seeds }, (_, i) => args.firstSeed + i)
+      const dataDir = Option.getOrUndefined(args.dataDir)
+      if (base.task === "language-model") {
+        const code = await pretrainingGrid(base, seeds, root, dataDir, stop, progress)
+        release()
+        if (code !== undefined) return fail(code)
+        if (stop.requested) process.exitCode = 130
+        return
+      }
+      for (const seed of seeds) {
         for (const method of methods) {
           if (stop.requested) break
           const runDir = join(root, method, `seed${seed}`)
@@ -92,7 +132,7 @@ const experiment = Command.make(
           progress.line(`\n[${method} seed ${seed}] ${runDir}`)
           const config: Config = { ...base, method, seed }
           const exit = await Effect.runPromise(
-            runPipeline(config, { runDir, dataDir: Option.getOrUndefined(args.dataDir), resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop }).pipe(Effect.result)
+            runPipeline(config, { runDir, dataDir, resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop }).pipe(Effect.result)
           )
           if (Result.isFailure(exit)) return fail(exit.failure)
           if (exit.success.status === "completed") cells.push({ method, seed, summary: exit.success.summary })
@@ -103,7 +143,7 @@ const experiment = Command.make(
       const header =
         `# ${base.name}: test error by method\n\nConfig: ${args.config}${args.set.length ? ` (${args.set.join(" ")})` : ""} · model D ${base.model.embeddingDim}, ` +
         `LSTM ${base.model.lstmUnits}, hidden ${base.model.hiddenUnits} · ${base.train.steps} steps, batch ${base.train.batchSize} labeled / ` +
-        `${base.train.unlabeledBatchSize} unlabeled · ε ${base.perturbation.epsilon} · seeds 0…${args.seeds - 1} · wall ${((performance.now() - started) / 60000).toFixed(1)} min this invocation\n\n`
+        `${base.train.unlabeledBatchSize} unlabeled · ε ${base.perturbation.epsilon} · seeds ${seeds[0]}…${seeds.at(-1)} · wall ${((performance.now() - started) / 60000).toFixed(1)} min this invocation\n\n`
       writeFileSync(join(root, "results.md"), header + table + "\n")
       writeFileSync(join(root, "results.json"), JSON.stringify(cells.map((c) => c.summary), null, 2) + "\n")
       process.stdout.write(table + "\n")

@@ -12,9 +12,9 @@ import { Effect, Stream } from "effect"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
-import { NonFiniteLoss, RunDirError, type UserError } from "../errors.ts"
+import { NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { initialParams, type ModelShape } from "../model/classifier.ts"
-import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
@@ -23,6 +23,7 @@ import { type StepMetrics, type StepOptions, trainStep, usesUnlabeled } from "..
 import type { Config } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { formatDuration, type Progress } from "./progress.ts"
+import { pretrainedDir, restorePretrained } from "./restore.ts"
 
 export interface StopSignal {
   requested: boolean
@@ -88,11 +89,10 @@ export type RunOutcome =
   | { readonly status: "completed"; readonly summary: RunSummary }
   | { readonly status: "interrupted"; readonly step: number }
 
-const CHECKPOINT = "checkpoint.ckpt"
 
-const runDirError = (message: string) => new RunDirError({ message })
+export const runDirError = (message: string) => new RunDirError({ message })
 
-function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<void, RunDirError> {
+export function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<void, RunDirError> {
   return Effect.try({
     try: () => {
       mkdirSync(runDir, { recursive: true })
@@ -118,7 +118,20 @@ function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<void, Run
   )
 }
 
-const optimizerConfig = (config: Config): OptimizerConfig => ({
+/**
+ * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
+ * dropped first, so the log matches an uninterrupted run.
+ */
+export function metricsLog(runDir: string, resume: boolean, startStep: number): (record: Record<string, unknown>) => void {
+  const path = join(runDir, "metrics.jsonl")
+  if (resume && existsSync(path)) {
+    const kept = readFileSync(path, "utf8").split("\n").filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep)
+    writeFileSync(path, kept.map((l) => l + "\n").join(""))
+  }
+  return (record) => appendFileSync(path, JSON.stringify(record) + "\n")
+}
+
+export const optimizerConfig = (config: Config): OptimizerConfig => ({
   learningRate: config.train.learningRate,
   learningRateDecay: config.train.learningRateDecay,
   maxGradNorm: config.train.maxGradNorm,
@@ -129,7 +142,7 @@ const optimizerConfig = (config: Config): OptimizerConfig => ({
 })
 
 /** Model and optimizer state: fresh from the seed, or restored from the run dir's checkpoint. Released on scope close. */
-function acquireState(config: Config, data: PreparedData, runDir: string, resume: boolean) {
+function acquireState(config: Config, data: PreparedData, runDir: string, resume: boolean, log: (line: string) => void) {
   return Effect.acquireRelease(
     Effect.try({
       try: (): { state: TrainState; priorWallSeconds: number } => {
@@ -139,9 +152,20 @@ function acquireState(config: Config, data: PreparedData, runDir: string, resume
             embeddingDim: config.model.embeddingDim,
             lstmUnits: config.model.lstmUnits,
             hiddenUnits: config.model.hiddenUnits,
-            numClasses: data.classes.length
+            numClasses: data.classes.length,
+            bidirectional: config.model.bidirectional
           }
           const initial = initialParams(shape, rng(config.seed, "init"))
+          if (config.pretrained !== "") {
+            const from = pretrainedDir(config.pretrained, config.seed)
+            try {
+              const names = restorePretrained(initial, from, data.vocabulary.words, config.model.bidirectional)
+              log(`restored pretrained ${names.join(", ")} from ${from} (raw weights; LM head, optimizer, EMA and step not restored)`)
+            } catch (error) {
+              tf.dispose(Object.values(initial))
+              throw error
+            }
+          }
           const state = createTrainState(initial)
           tf.dispose(Object.values(initial))
           return { state, priorWallSeconds: 0 }
@@ -154,7 +178,7 @@ function acquireState(config: Config, data: PreparedData, runDir: string, resume
         }
         return { state: trainStateFromCheckpoint(ckpt), priorWallSeconds: Number(ckpt.meta.wallSeconds ?? 0) }
       },
-      catch: (cause) => runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`)
+      catch: (cause) => (cause instanceof PretrainedMismatch ? cause : runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`))
     }),
     ({ state }) => Effect.sync(() => disposeTrainState(state))
   )
@@ -186,7 +210,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
         (t) => Effect.sync(() => t.dispose())
       )
-      const { state, priorWallSeconds } = yield* acquireState(config, data, runDir, resume)
+      const { state, priorWallSeconds } = yield* acquireState(config, data, runDir, resume, (l) => progress.line(l))
       const startStep = state.step
       const totalSteps = config.train.steps
       const stepOptions: StepOptions = {
@@ -197,7 +221,8 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         method: config.method,
         perturbation: config.perturbation
       }
-      const testBatches = evaluationBatches(data.test, config.train.evalBatchSize, config.data.window)
+      const bidirectional = config.model.bidirectional
+      const testBatches = evaluationBatches(data.test, config.train.evalBatchSize, config.data.window, bidirectional)
       /** Test-set L_adv and L_vadv at ε = evalEpsilon (paper Figure 2), logged with each evaluation. */
       const figure2 = () =>
         config.perturbation.evalEpsilon > 0
@@ -209,13 +234,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
               seed: config.seed
             })
           : undefined
-      const metricsPath = join(runDir, "metrics.jsonl")
-      if (resume && existsSync(metricsPath)) {
-        // Drop lines written after the checkpoint (a crash between checkpoints), so the log matches an uninterrupted run.
-        const kept = readFileSync(metricsPath, "utf8").split("\n").filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep)
-        writeFileSync(metricsPath, kept.map((l) => l + "\n").join(""))
-      }
-      const writeMetrics = (record: Record<string, unknown>) => appendFileSync(metricsPath, JSON.stringify(record) + "\n")
+      const writeMetrics = metricsLog(runDir, resume, startStep)
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({
@@ -231,14 +250,14 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
           catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
         })
 
-      const validationBatches = evaluationBatches(data.validation, config.train.evalBatchSize, config.data.window)
+      const validationBatches = evaluationBatches(data.validation, config.train.evalBatchSize, config.data.window, bidirectional)
       if (usesUnlabeled(config.method) && data.unlabeled.length === 0) {
         progress.line(`note: method ${config.method} has no unlabeled data configured; its KL term uses the labeled training documents only`)
       }
       const vatDocs = [...data.train.map((d) => ({ ids: d.ids, label: -1 })), ...data.unlabeled]
       const stream = stepBatches(
-        trainingBatches(data.train, { batchSize: config.train.batchSize, seed: config.seed, stream: "labeled", window: config.data.window, startStep }),
-        trainingBatches(vatDocs, { batchSize: config.train.unlabeledBatchSize, seed: config.seed, stream: "unlabeled", window: config.data.window, startStep }),
+        trainingBatches(data.train, { batchSize: config.train.batchSize, seed: config.seed, stream: "labeled", window: config.data.window, startStep, bidirectional }),
+        trainingBatches(vatDocs, { batchSize: config.train.unlabeledBatchSize, seed: config.seed, stream: "unlabeled", window: config.data.window, startStep, bidirectional }),
         startStep
       )
 

@@ -13,6 +13,7 @@
  */
 import { Stream } from "effect"
 import { permutation, rng } from "../random.ts"
+import { reverseIds } from "./lm-batch.ts"
 
 export interface EncodedDoc {
   /** Vocabulary ids, EOS last. */
@@ -21,47 +22,60 @@ export interface EncodedDoc {
   readonly label: number
 }
 
-/** A batch as plain typed arrays; tensors are created (and disposed) by the step that consumes it. */
+/**
+ * A batch as plain typed arrays; tensors are created (and disposed) by the step that consumes it.
+ *
+ * A bidirectional batch (`directions` 2) has two rows per document: row 2b is document b, row 2b + 1 the same
+ * document reversed (words reversed, EOS last; spec A1.4). Both rows have the same length, so every per-row quantity
+ * (windows, masks, per-example perturbation norms) works unchanged, and each direction's perturbation is scaled to ε
+ * on its own (spec A3.7). Labels stay one per document.
+ */
 export interface Batch {
+  /** Documents in the batch. */
   readonly size: number
+  readonly directions: 1 | 2
   /** Padded window length T (the longest window in the batch). */
   readonly steps: number
-  /** [size × steps] ids of the final windows, left-aligned, zero-padded. */
+  /** [size · directions × steps] ids of the final windows, left-aligned, zero-padded. */
   readonly ids: Int32Array
-  /** Valid length of each window; the last valid position is the EOS. */
+  /** Valid length of each row's window; the last valid position is the EOS. */
   readonly lengths: Int32Array
   readonly labels: Int32Array
-  /** Tokens before the window (only when some document is longer than the window). */
+  /** Tokens before the window (only when some document is longer than the window), per row. */
   readonly prefix: { readonly steps: number; readonly ids: Int32Array; readonly lengths: Int32Array } | undefined
 }
+
+/** Rows of a batch's id and length arrays (and of its embedded tensors). */
+export const rowsOf = (batch: Batch): number => batch.size * batch.directions
 
 export function encodeDocument(ids: Int32Array, label: number): EncodedDoc | undefined {
   // A document needs at least one word besides EOS (spec A1.4).
   return ids.length >= 2 ? { ids, label } : undefined
 }
 
-export function makeBatch(docs: ReadonlyArray<EncodedDoc>, window: number): Batch {
+export function makeBatch(docs: ReadonlyArray<EncodedDoc>, window: number, bidirectional = false): Batch {
   const size = docs.length
-  const lengths = new Int32Array(size)
-  const prefixLengths = new Int32Array(size)
-  for (let b = 0; b < size; b++) {
-    const n = docs[b].ids.length
-    lengths[b] = Math.min(n, window)
-    prefixLengths[b] = n - lengths[b]
+  const directions = bidirectional ? 2 : 1
+  const rows = docs.flatMap((d) => (bidirectional ? [d.ids, reverseIds(d.ids)] : [d.ids]))
+  const lengths = new Int32Array(rows.length)
+  const prefixLengths = new Int32Array(rows.length)
+  for (let r = 0; r < rows.length; r++) {
+    const n = rows[r].length
+    lengths[r] = Math.min(n, window)
+    prefixLengths[r] = n - lengths[r]
   }
   const steps = Math.max(1, ...lengths)
   const prefixSteps = Math.max(0, ...prefixLengths)
-  const ids = new Int32Array(size * steps)
-  const labels = new Int32Array(size)
-  const prefixIds = prefixSteps > 0 ? new Int32Array(size * prefixSteps) : undefined
-  for (let b = 0; b < size; b++) {
-    const doc = docs[b].ids
-    ids.set(doc.subarray(prefixLengths[b]), b * steps)
-    if (prefixIds !== undefined) prefixIds.set(doc.subarray(0, prefixLengths[b]), b * prefixSteps)
-    labels[b] = docs[b].label
+  const ids = new Int32Array(rows.length * steps)
+  const prefixIds = prefixSteps > 0 ? new Int32Array(rows.length * prefixSteps) : undefined
+  for (let r = 0; r < rows.length; r++) {
+    ids.set(rows[r].subarray(prefixLengths[r]), r * steps)
+    if (prefixIds !== undefined) prefixIds.set(rows[r].subarray(0, prefixLengths[r]), r * prefixSteps)
   }
+  const labels = Int32Array.from(docs, (d) => d.label)
   return {
     size,
+    directions,
     steps,
     ids,
     lengths,
@@ -74,16 +88,18 @@ export function makeBatch(docs: ReadonlyArray<EncodedDoc>, window: number): Batc
 export function sliceBatch(batch: Batch, start: number, end: number): Batch {
   const T = batch.steps
   const prefix = batch.prefix
+  const [r0, r1] = [start * batch.directions, end * batch.directions]
   return {
     size: end - start,
+    directions: batch.directions,
     steps: T,
-    ids: batch.ids.slice(start * T, end * T),
-    lengths: batch.lengths.slice(start, end),
+    ids: batch.ids.slice(r0 * T, r1 * T),
+    lengths: batch.lengths.slice(r0, r1),
     labels: batch.labels.slice(start, end),
     prefix:
       prefix === undefined
         ? undefined
-        : { steps: prefix.steps, ids: prefix.ids.slice(start * prefix.steps, end * prefix.steps), lengths: prefix.lengths.slice(start, end) }
+        : { steps: prefix.steps, ids: prefix.ids.slice(r0 * prefix.steps, r1 * prefix.steps), lengths: prefix.lengths.slice(r0, r1) }
   }
 }
 
@@ -115,7 +131,7 @@ export function batchIndicesAt(s: BatchSchedule, step: number, cache?: Map<numbe
 /** An endless stream of training batches starting at `startStep`. */
 export function trainingBatches(
   docs: ReadonlyArray<EncodedDoc>,
-  options: { readonly batchSize: number; readonly seed: number; readonly stream: string; readonly window: number; readonly startStep: number }
+  options: { readonly batchSize: number; readonly seed: number; readonly stream: string; readonly window: number; readonly startStep: number; readonly bidirectional?: boolean }
 ): Stream.Stream<Batch> {
   const schedule: BatchSchedule = { numDocs: docs.length, batchSize: options.batchSize, seed: options.seed, stream: options.stream }
   const cache = new Map<number, Int32Array>()
@@ -123,7 +139,7 @@ export function trainingBatches(
     *[Symbol.iterator]() {
       for (let step = options.startStep; ; step++) {
         const indices = batchIndicesAt(schedule, step, cache)
-        yield makeBatch(Array.from(indices, (i) => docs[i]), options.window)
+        yield makeBatch(Array.from(indices, (i) => docs[i]), options.window, options.bidirectional)
       }
     }
     // One batch per pull: the stream is endless and consumers stop it between steps.
@@ -147,11 +163,11 @@ export function stepBatches(
 }
 
 /** Evaluation batches: every document exactly once, in length order (less padding), never shuffled. */
-export function evaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize: number, window: number): Array<Batch> {
+export function evaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize: number, window: number, bidirectional = false): Array<Batch> {
   const order = docs.map((_, i) => i).sort((a, b) => docs[a].ids.length - docs[b].ids.length || a - b)
   const batches: Array<Batch> = []
   for (let start = 0; start < order.length; start += batchSize) {
-    batches.push(makeBatch(order.slice(start, start + batchSize).map((i) => docs[i]), window))
+    batches.push(makeBatch(order.slice(start, start + batchSize).map((i) => docs[i]), window, bidirectional))
   }
   return batches
 }

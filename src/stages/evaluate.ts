@@ -2,7 +2,7 @@
  * Evaluation stage (spec A4.3): the EMA weights, no dropout, every document scored exactly once.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { embed, head, lstm, predict, type Params } from "../model/classifier.ts"
+import { embed, features, head, predict, type Params } from "../model/classifier.ts"
 import type { Batch } from "./batch.ts"
 import { rng } from "../random.ts"
 import { classificationLoss, klDivergence } from "./loss.ts"
@@ -41,7 +41,7 @@ export function evaluate(
       tf.tidy(() => {
         const tensors = batchTensors(batch)
         const initial = prefixState(params, table, batch, undefined)
-        const { logits } = head(params, lstm(params, embed(table, tensors.ids, undefined), batch.lengths, initial, "none").h)
+        const { logits } = head(params, features(params, embed(table, tensors.ids, undefined), batch.lengths, initial, "none"))
         const predicted = predict(logits).dataSync()
         for (let b = 0; b < batch.size; b++) if (predicted[b] === batch.labels[b]) correct++
         lossSum += classificationLoss(logits, tensors.labels).dataSync()[0] * batch.size
@@ -81,10 +81,10 @@ export function evaluatePerturbationLosses(
         const initial = prefixState(params, table, batch, undefined)
         const e = embed(table, tensors.ids, undefined)
         // Only ∂/∂(window) is ever taken here, so the fused LSTM may skip its weight gradients.
-        const logits = (x: tf.Tensor3D) => head(params, lstm(params, x, batch.lengths, initial, "inputs").h).logits
+        const logits = (x: tf.Tensor3D) => head(params, features(params, x, batch.lengths, initial, "inputs")).logits
         const g = tf.grad((x: tf.Tensor) => classificationLoss(logits(x as tf.Tensor3D), tensors.labels))(e) as tf.Tensor3D
         adversarial += classificationLoss(logits(tf.add(e, adversarialPerturbation(g, options.epsilon)) as tf.Tensor3D), tensors.labels).dataSync()[0] * batch.size
-        const q = head(params, lstm(params, e, batch.lengths, initial, "none").h).logits
+        const q = head(params, features(params, e, batch.lengths, initial, "none")).logits
         const noise = gaussian(e.shape, rng(options.seed, "evaluation-noise", index)) as tf.Tensor3D
         const r = virtualAdversarialPerturbation(
           e.shape,

@@ -20,16 +20,17 @@ import {
   EMBEDDING,
   embed,
   embeddingDropoutMask,
+  features,
   head,
-  lstm,
   normalizeEmbeddings,
+  prefixStateOf,
   type LstmGradients,
   type LstmState,
   type Params
 } from "../model/classifier.ts"
 import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
-import { type Batch, sliceBatch, type StepBatches } from "./batch.ts"
+import { type Batch, rowsOf, sliceBatch, type StepBatches } from "./batch.ts"
 import { classificationLoss, klDivergence } from "./loss.ts"
 import { adversarialPerturbation, gaussian, randomPerturbation, virtualAdversarialPerturbation } from "./perturbation.ts"
 
@@ -76,7 +77,7 @@ export interface BatchTensors {
 }
 
 export function batchTensors(batch: Batch): BatchTensors {
-  const ids = tf.tensor2d(batch.ids, [batch.size, batch.steps], "int32")
+  const ids = tf.tensor2d(batch.ids, [rowsOf(batch), batch.steps], "int32")
   const labels = tf.tensor1d(batch.labels, "int32")
   return { ids, labels, dispose: () => tf.dispose([ids, labels]) }
 }
@@ -89,9 +90,9 @@ export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dr
   const prefix = batch.prefix
   if (prefix === undefined) return undefined
   return tidy(() => {
-    const ids = tf.tensor2d(prefix.ids, [batch.size, prefix.steps], "int32")
+    const ids = tf.tensor2d(prefix.ids, [rowsOf(batch), prefix.steps], "int32")
     // Returned tensors move to the caller's tidy scope.
-    return lstm(params, embed(table, ids, dropout), prefix.lengths, undefined, "none")
+    return prefixStateOf(params, embed(table, ids, dropout), prefix.lengths)
   })
 }
 
@@ -144,13 +145,14 @@ interface EmbeddedStream {
 
 function embedStream(params: Params, table: tf.Tensor2D, batch: Batch, keepProb: number, random: ReturnType<typeof rng>): EmbeddedStream {
   const D = table.shape[1]
-  const ids = tf.tensor2d(batch.ids, [batch.size, batch.steps], "int32")
-  const dropout = embeddingDropoutMask(batch.size, D, keepProb, random)
+  const ids = tf.tensor2d(batch.ids, [rowsOf(batch), batch.steps], "int32")
+  // One mask per row: a bidirectional model's two directions get independent dropout samples.
+  const dropout = embeddingDropoutMask(rowsOf(batch), D, keepProb, random)
   return { batch, ids, dropout, e: embed(table, ids, dropout), initial: prefixState(params, table, batch, dropout) }
 }
 
 const logitsOf = (params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }, gradients: LstmGradients = "all") =>
-  head(params, lstm(params, e, s.batch.lengths, s.initial, gradients).h).logits
+  head(params, features(params, e, s.batch.lengths, s.initial, gradients)).logits
 
 /**
  * The KL term on the unlabeled stream for one (micro-)batch: q = p(·|e_u) held constant, r = r_vadv (power iteration)
@@ -165,7 +167,7 @@ function klTermGradients(
   weight: number
 ): TermGradients {
   return tidy(() => {
-    const q = head(params, lstm(params, s.e, s.batch.lengths, s.initial, "none").h).logits
+    const q = head(params, features(params, s.e, s.batch.lengths, s.initial, "none")).logits
     const r =
       method === "virtual"
         ? virtualAdversarialPerturbation(s.e.shape, s.batch.lengths, { epsilon: p.epsilon, xi: p.xi, iterations: p.powerIterations }, (d) =>
@@ -212,7 +214,7 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
   // Clean NLL; its ∂ℓ/∂e is the adversarial direction g.
   let hidden: tf.Tensor2D | undefined
   const clean = termGradients(params, labeled.e, (e, ps) => {
-    const out = head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h)
+    const out = head(ps, features(ps, e, labeled.batch.lengths, labeled.initial))
     hidden = tf.keep(out.hidden)
     return classificationLoss(out.logits, labels)
   })
@@ -228,7 +230,7 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
         ? randomPerturbation(gaussian(labeled.e.shape, rng(options.seed, "random-perturbation", step)) as tf.Tensor3D, labeled.batch.lengths, p.epsilon)
         : adversarialPerturbation(clean.dInput, p.epsilon)
     const term = termGradients(params, tf.add(labeled.e, r) as tf.Tensor3D, (e, ps) =>
-      classificationLoss(head(ps, lstm(ps, e, labeled.batch.lengths, labeled.initial).h).logits, labels)
+      classificationLoss(head(ps, features(ps, e, labeled.batch.lengths, labeled.initial)).logits, labels)
     )
     accumulate(grads, term.dParams, p.lambda)
     dLabeled = tf.add(dLabeled, tf.mul(term.dInput, p.lambda))
@@ -248,7 +250,8 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
       const end = Math.min(U, start + chunk)
       const part = sliceStream(stream, start, end)
       const kind = method === "random-unlabeled" ? "random-unlabeled" : "virtual"
-      const term = klTermGradients(params, part, tf.slice(noise, [start, 0, 0], [end - start, -1, -1]), kind, p, (end - start) / U)
+      const rows = stream.batch.directions
+      const term = klTermGradients(params, part, tf.slice(noise, [start * rows, 0, 0], [(end - start) * rows, -1, -1]), kind, p, (end - start) / U)
       accumulate(grads, term.dParams, p.lambda)
       dChunks.push(tf.mul(term.dInput, p.lambda))
       value += term.value
@@ -303,12 +306,13 @@ export function trainStep(state: TrainState, batches: StepBatches, frequencies: 
 /** Rows [start, end) of an embedded stream (a micro-batch). */
 function sliceStream(s: EmbeddedStream, start: number, end: number): EmbeddedStream {
   if (start === 0 && end === s.batch.size) return s
-  const n = end - start
+  // Tensors have one row per direction of each document.
+  const [r0, n] = [start * s.batch.directions, (end - start) * s.batch.directions]
   return {
     batch: sliceBatch(s.batch, start, end),
-    ids: tf.slice(s.ids, [start, 0], [n, -1]),
-    dropout: s.dropout === undefined ? undefined : tf.slice(s.dropout, [start, 0, 0], [n, -1, -1]),
-    e: tf.slice(s.e, [start, 0, 0], [n, -1, -1]),
-    initial: s.initial === undefined ? undefined : { c: tf.slice(s.initial.c, [start, 0], [n, -1]), h: tf.slice(s.initial.h, [start, 0], [n, -1]) }
+    ids: tf.slice(s.ids, [r0, 0], [n, -1]),
+    dropout: s.dropout === undefined ? undefined : tf.slice(s.dropout, [r0, 0, 0], [n, -1, -1]),
+    e: tf.slice(s.e, [r0, 0, 0], [n, -1, -1]),
+    initial: s.initial === undefined ? undefined : { c: tf.slice(s.initial.c, [r0, 0], [n, -1]), h: tf.slice(s.initial.h, [r0, 0], [n, -1]) }
   }
 }

@@ -1,0 +1,242 @@
+/**
+ * The LM pretraining run (config `task: "language-model"`; paper §4.1, spec A1.5, A2.4, A4):
+ *   backend → data stages (the classifier's, so the vocabulary is the one a classifier of the same config builds) →
+ *   LM sequences from labeled-train + unlabeled documents (never validation or test text) → stateful windows →
+ *   LM step (sampled softmax) → metrics / checkpoints / validation perplexity → summary.json.
+ *
+ * A classifier restores the embedding and LSTM weights from this run dir with `pretrained: <run dir>`
+ * (src/pipeline/restore.ts). Checkpoints hold the carried LSTM state too, so `--resume` continues exactly.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Stream } from "effect"
+import { existsSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { selectBackend } from "../engine/backend.ts"
+import { InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
+import { initialParams } from "../model/classifier.ts"
+import { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { createTrainState, disposeTrainState, type TrainState } from "../model/optimizer.ts"
+import { rng } from "../random.ts"
+import { LmSchedule, lmEvaluationBatches } from "../stages/lm-batch.ts"
+import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
+import { UnigramSampler } from "../stages/sampled-softmax.ts"
+import type { Config } from "./config.ts"
+import { prepareData } from "./data.ts"
+import { formatDuration } from "./progress.ts"
+import { metricsLog, optimizerConfig, prepareRunDir, type RunOptions, runDirError } from "./run.ts"
+
+export interface PretrainSummary {
+  readonly name: string
+  readonly task: "language-model"
+  readonly seed: number
+  readonly steps: number
+  readonly backend: string
+  readonly bidirectional: boolean
+  readonly candidateSamples: number
+  /** Full-softmax perplexity on the validation documents (EMA weights), per direction; null without validation. */
+  readonly validationPerplexity: ReadonlyArray<number> | null
+  readonly trainDocuments: number
+  readonly trainTokens: number
+  readonly vocabularySize: number
+  readonly wallSeconds: number
+}
+
+export type PretrainOutcome = { readonly status: "completed"; readonly summary: PretrainSummary } | { readonly status: "interrupted"; readonly step: number }
+
+/** Fresh LM parameters: embedding and LSTM(s) as the classifier initializes them, plus the LM head(s). */
+function initialLmParams(config: Config, vocabSize: number): Record<string, tf.Tensor> {
+  const { embeddingDim, lstmUnits, bidirectional } = config.model
+  const classifier = initialParams({ vocabSize, embeddingDim, lstmUnits, hiddenUnits: 1, numClasses: 2, bidirectional }, rng(config.seed, "init"))
+  const params: Record<string, tf.Tensor> = {}
+  for (const [name, t] of Object.entries(classifier)) {
+    if (name.startsWith("head/")) t.dispose()
+    else params[name] = t
+  }
+  for (const direction of directionsOf(bidirectional)) Object.assign(params, lmHeadParams(vocabSize, lstmUnits, rng(config.seed, "init", direction.head), direction.head))
+  return params
+}
+
+const carriedName = (direction: number, part: "c" | "h") => `carried/${direction}/${part}`
+
+export const runPretraining = (config: Config, options: RunOptions): Effect.Effect<PretrainOutcome, UserError> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const { runDir, progress } = options
+      const resume = options.resume === true
+      const stop = options.stop ?? { requested: false }
+      const started = performance.now()
+      yield* prepareRunDir(runDir, resume)
+      if (!resume) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+      const bidirectional = config.model.bidirectional
+      const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
+      progress.line(`advtext: ${config.name} · language-model pretraining${bidirectional ? " (bidirectional)" : ""} · seed ${config.seed} · backend ${backend.description}`)
+
+      progress.line(`loading ${config.dataset.kind} data…`)
+      const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
+      // Spec A1.5: the LM reads labeled-train + unlabeled documents, never validation or test text.
+      const docs = [...data.train, ...data.unlabeled]
+      const trainTokens = docs.reduce((a, d) => a + d.ids.length - 1, 0)
+      if (trainTokens === 0) return yield* new InvalidDataset({ message: "the language model has no training text (no labeled-train or unlabeled documents)." })
+      const validationDocs = config.lm.validationDocs > 0 ? data.validation.slice(0, config.lm.validationDocs) : data.validation
+      const V = data.vocabulary.size
+      const K = config.lm.candidateSamples
+      const sampler = new UnigramSampler(data.vocabulary.counts)
+      const softmaxNote = K === 0 || K >= sampler.support ? "full softmax" : `sampled softmax, ${K} unique negatives per step`
+      progress.line(
+        `data: ${docs.length.toLocaleString()} LM documents (${data.train.length} labeled-train + ${data.unlabeled.length} unlabeled), ` +
+          `${trainTokens.toLocaleString()} tokens; ${validationDocs.length} validation documents; vocabulary ${V}; ${softmaxNote}`
+      )
+
+      const frequencies = yield* Effect.acquireRelease(
+        Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
+        (t) => Effect.sync(() => t.dispose())
+      )
+      const B = config.train.batchSize
+      const H = config.model.lstmUnits
+      const directions = directionsOf(bidirectional).length
+      const { state, carried: restoredCarried, priorWallSeconds } = yield* Effect.acquireRelease(
+        Effect.try({
+          try: (): { state: TrainState; carried: CarriedState; priorWallSeconds: number } => {
+            if (!resume) {
+              const initial = initialLmParams(config, V)
+              const state = createTrainState(initial)
+              tf.dispose(Object.values(initial))
+              return { state, carried: zeroCarriedState(B, H, directions), priorWallSeconds: 0 }
+            }
+            const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
+            const words = ckpt.meta.vocabulary as Array<string> | undefined
+            if (words === undefined || words.length !== V || words.some((w, i) => w !== data.vocabulary.words[i])) {
+              for (const t of ckpt.tensors.values()) t.dispose()
+              throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
+            }
+            const carried = Array.from({ length: directions }, (_, i) => ({
+              c: extraOf(ckpt, carriedName(i, "c")) ?? new Float32Array(B * H),
+              h: extraOf(ckpt, carriedName(i, "h")) ?? new Float32Array(B * H)
+            }))
+            return { state: trainStateFromCheckpoint(ckpt), carried, priorWallSeconds: Number(ckpt.meta.wallSeconds ?? 0) }
+          },
+          catch: (cause) => runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`)
+        }),
+        ({ state }) => Effect.sync(() => disposeTrainState(state))
+      )
+      let carried = restoredCarried
+      const startStep = state.step
+      const totalSteps = config.train.steps
+      const stepOptions: LmStepOptions = {
+        seed: config.seed,
+        embeddingKeepProb: config.model.embeddingKeepProb,
+        normalizeEmbeddings: config.model.normalizeEmbeddings,
+        optimizer: optimizerConfig(config),
+        candidateSamples: K,
+        bidirectional
+      }
+      const schedule = LmSchedule.at(docs, { batchSize: B, window: config.data.window, seed: config.seed, bidirectional }, startStep)
+      const writeMetrics = metricsLog(runDir, resume, startStep)
+      const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
+      const saveCheckpoint = () =>
+        Effect.try({
+          try: () =>
+            writeCheckpoint(
+              join(runDir, CHECKPOINT),
+              state,
+              { task: "language-model", vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, seed: config.seed, bidirectional, wallSeconds: wallSeconds() },
+              Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]]))
+            ),
+          catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
+        })
+      const validate = () =>
+        validationDocs.length === 0
+          ? undefined
+          : evaluateLanguageModel(state.ema, frequencies, lmEvaluationBatches(validationDocs, config.train.evalBatchSize, config.data.window, bidirectional), {
+              normalizeEmbeddings: config.model.normalizeEmbeddings,
+              bidirectional
+            })
+      const perplexityText = (p: ReadonlyArray<number>) => p.map((x) => x.toFixed(1)).join(" / ")
+
+      if (startStep >= totalSteps) progress.line(`checkpoint is already at step ${startStep} of ${totalSteps}`)
+      else progress.line(`training steps ${startStep + 1}…${totalSteps}`)
+      const loopStart = performance.now()
+      let stepsDone = 0
+      let tokensDone = 0
+      let lastPerplexity: ReadonlyArray<number> | undefined
+      const batches = Stream.fromIterable({
+        *[Symbol.iterator]() {
+          for (;;) yield schedule.nextBatch()
+        }
+      }, { chunkSize: 1 })
+      yield* batches.pipe(
+        Stream.take(Math.max(0, totalSteps - startStep)),
+        Stream.takeWhile(() => !stop.requested),
+        Stream.runForEach((batch) =>
+          Effect.gen(function* () {
+            const result = lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions)
+            if (!result.ok) {
+              return yield* new NonFiniteLoss({
+                message:
+                  `the loss became ${result.loss} at step ${result.step + 1}; pretraining stopped. The last good checkpoint ` +
+                  `(${existsSync(join(runDir, CHECKPOINT)) ? join(runDir, CHECKPOINT) : "none yet"}) is kept. Lower train.learningRate or check the data.`
+              })
+            }
+            carried = result.carried
+            const m = result.metrics
+            stepsDone++
+            tokensDone += m.tokens
+            const elapsed = (performance.now() - loopStart) / 1000
+            const tokensPerSecond = tokensDone / elapsed
+            const eta = ((totalSteps - m.step) * elapsed) / stepsDone
+            // With a sampled softmax the training loss is not a perplexity; the full-softmax one is logged at validation.
+            writeMetrics({
+              ...m,
+              ...(K === 0 ? { trainPerplexity: Number(Math.exp(m.loss / directions).toFixed(3)) } : {}),
+              epoch: Number(schedule.epochs.toFixed(4)),
+              tokensPerSecond: Math.round(tokensPerSecond)
+            })
+            progress.status(
+              `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}${K > 0 ? " (sampled)" : ""}  lr ${m.learningRate.toExponential(2)}  |g| ${m.gradNorm.toFixed(2)}  ` +
+                `epoch ${schedule.epochs.toFixed(2)}  ${Math.round(tokensPerSecond)} tok/s  ETA ${formatDuration(eta)}` +
+                (lastPerplexity ? `  val ppl ${perplexityText(lastPerplexity)}` : ""),
+              m.step % config.train.logEvery === 0
+            )
+            if (config.train.evalEvery > 0 && m.step % config.train.evalEvery === 0) {
+              const evaluation = validate()
+              if (evaluation !== undefined) {
+                lastPerplexity = evaluation.perplexity
+                writeMetrics({ step: m.step, validationLoss: evaluation.loss, validationPerplexity: evaluation.perplexity, validationTokens: evaluation.tokens })
+                progress.line(`step ${m.step}: validation perplexity ${perplexityText(evaluation.perplexity)} (full softmax, ${evaluation.tokens} tokens, EMA weights)`)
+              }
+            }
+            if (m.step % config.train.checkpointEvery === 0) yield* saveCheckpoint()
+          })
+        )
+      )
+      progress.done()
+      yield* saveCheckpoint()
+      if (stop.requested && state.step < totalSteps) {
+        progress.line(`stopped at step ${state.step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
+        return { status: "interrupted", step: state.step } as const
+      }
+      const evaluation = validate()
+      if (evaluation !== undefined) writeMetrics({ step: state.step, validationLoss: evaluation.loss, validationPerplexity: evaluation.perplexity, validationTokens: evaluation.tokens })
+      const summary: PretrainSummary = {
+        name: config.name,
+        task: "language-model",
+        seed: config.seed,
+        steps: state.step,
+        backend: backend.name,
+        bidirectional,
+        candidateSamples: K,
+        validationPerplexity: evaluation?.perplexity ?? null,
+        trainDocuments: docs.length,
+        trainTokens,
+        vocabularySize: V,
+        wallSeconds: Number(wallSeconds().toFixed(1))
+      }
+      writeFileSync(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
+      progress.line(
+        `pretraining done: ${state.step} steps` +
+          (evaluation ? ` · validation perplexity ${perplexityText(evaluation.perplexity)}` : "") +
+          ` · wall ${formatDuration(summary.wallSeconds)} · restore it with pretrained: "${runDir}"`
+      )
+      return { status: "completed", summary } as const
+    })
+  )

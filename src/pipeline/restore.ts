@@ -1,0 +1,71 @@
+/**
+ * Pretrained weights → classifier (spec A2.6). `pretrained: <run dir>` in a classifier config copies the pretraining
+ * run's **raw** embedding matrix and LSTM weights (and the reverse LSTM for a bidirectional model) into the freshly
+ * initialized classifier. Not restored: the LM head, the classifier head, the step (so the learning-rate decay
+ * restarts), Adam slots and EMA shadows. It happens only when a run starts, never on `--resume`.
+ *
+ * The vocabulary must be the same word list in the same order: a pretraining run with the same dataset, seed, split
+ * and unlabeled settings builds it (its `data` and `unlabeled` config sections should equal the classifier's).
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { PretrainedMismatch } from "../errors.ts"
+import { EMBEDDING } from "../model/classifier.ts"
+import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
+
+/** The parameter names a classifier takes from a pretraining run. */
+export function pretrainedNames(bidirectional: boolean): Array<string> {
+  const lstm = (prefix: string) => [`${prefix}/inputKernel`, `${prefix}/recurrentKernel`, `${prefix}/bias`]
+  return [EMBEDDING, ...lstm("lstm"), ...(bidirectional ? lstm("lstmReverse") : [])]
+}
+
+/** `pretrained` with "{seed}" replaced, so one config serves a seed grid of per-split pretraining runs. */
+export const pretrainedDir = (template: string, seed: number): string => template.replaceAll("{seed}", String(seed))
+
+/**
+ * Replace the pretrained entries of `params` (fresh initial values, owned by the caller) with the run's raw weights.
+ * Returns the names restored. Throws PretrainedMismatch with a readable message on any mismatch.
+ */
+export function restorePretrained(params: Record<string, tf.Tensor>, runDir: string, vocabulary: ReadonlyArray<string>, bidirectional: boolean): Array<string> {
+  const fail = (why: string) => new PretrainedMismatch({ message: `cannot restore pretrained weights from ${runDir}: ${why}` })
+  const path = join(runDir, CHECKPOINT)
+  if (!existsSync(path)) throw fail(`there is no ${CHECKPOINT} in it. Run the pretraining config first (bun run pipeline configs/<dataset>-pretrain.ts --run-dir ${runDir}).`)
+  let ckpt
+  try {
+    ckpt = readCheckpoint(path)
+  } catch (cause) {
+    throw fail((cause as Error).message)
+  }
+  const loaded = ckpt.tensors
+  try {
+    const words = ckpt.meta.vocabulary as Array<string> | undefined
+    if (words === undefined) throw fail("its checkpoint has no vocabulary.")
+    if (words.length !== vocabulary.length || words.some((w, i) => w !== vocabulary[i])) {
+      const first = words.findIndex((w, i) => w !== vocabulary[i])
+      throw fail(
+        `its vocabulary (${words.length} words) differs from the one this config builds (${vocabulary.length} words` +
+          (first >= 0 && first < vocabulary.length ? `; first difference at #${first}: "${words[first]}" vs "${vocabulary[first]}"` : "") +
+          `). Pretrain with the same dataset, seed, data and unlabeled settings as the classifier (a "{seed}" in pretrained names one run per seed).`
+      )
+    }
+    const names = pretrainedNames(bidirectional)
+    for (const name of names) {
+      const value = loaded.get(`params/${name}`)
+      if (value === undefined) {
+        throw fail(`it has no ${name}${name.startsWith("lstmReverse") ? " (the classifier is bidirectional; pretrain with model.bidirectional: true)" : ""}.`)
+      }
+      const want = params[name].shape
+      if (value.shape.length !== want.length || value.shape.some((d, i) => d !== want[i])) {
+        throw fail(`${name} has shape [${value.shape}] there but [${want}] here: model.embeddingDim and model.lstmUnits must match the pretraining run.`)
+      }
+    }
+    for (const name of names) {
+      params[name].dispose()
+      params[name] = tf.clone(loaded.get(`params/${name}`)!)
+    }
+    return names
+  } finally {
+    for (const t of loaded.values()) t.dispose()
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Language-model batches (spec A1.4, A1.6): stateful truncated BPTT over whole documents.
+ *
+ * A document's LM sequence predicts each next token, EOS included: inputs ids[0…n−2], targets ids[1…n−1] (the EOS
+ * step predicts nothing, so it is not an input). The reverse sequence is the words reversed, then EOS — the same
+ * length, so forward and reverse windows of one document line up and always come from the same document.
+ *
+ * `batchSize` slots each stream one document, `window` positions per step; a document longer than the window spans
+ * several steps, and its slot carries the LSTM state from one window to the next (gradients stop at the boundary).
+ * When a document ends, the next one in the epoch's shuffled order takes the slot with a zero state. The schedule is
+ * a pure function of (seed, step) — `LmSchedule.at` replays it from step 0 — so `--resume` gets the same batches.
+ */
+import { permutation, rng } from "../random.ts"
+import type { EncodedDoc } from "./batch.ts"
+
+export interface LmBatch {
+  readonly size: number
+  /** Padded window length T (the longest window in the batch). */
+  readonly steps: number
+  /** [size × steps] input ids and next-token targets, zero-padded past `lengths`. */
+  readonly inputs: Int32Array
+  readonly targets: Int32Array
+  /** Valid positions of each slot's window (≥ 1). */
+  readonly lengths: Int32Array
+  /** 1 where the slot continues the document of its previous window (so it starts from the carried state). */
+  readonly continues: Uint8Array
+  /** The same windows over the reversed documents (bidirectional pretraining only). */
+  readonly reverse: { readonly inputs: Int32Array; readonly targets: Int32Array } | undefined
+  /** Positions with a target in this batch (Σ lengths). */
+  readonly tokens: number
+}
+
+interface Slot {
+  doc: number
+  offset: number
+}
+
+/** Positions of a document's LM sequence: every token but the last (EOS) is an input. */
+export const lmLength = (doc: EncodedDoc): number => doc.ids.length - 1
+
+/** The reverse LM sequence's ids: words reversed, EOS kept last (spec A1.4). */
+export function reverseIds(ids: Int32Array): Int32Array {
+  const n = ids.length
+  const out = new Int32Array(n)
+  for (let i = 0; i < n - 1; i++) out[i] = ids[n - 2 - i]
+  out[n - 1] = ids[n - 1]
+  return out
+}
+
+export interface LmStreamOptions {
+  readonly batchSize: number
+  readonly window: number
+  readonly seed: number
+  readonly bidirectional: boolean
+}
+
+/** The slot schedule: which document and offset each slot reads at each step. */
+export class LmSchedule {
+  private readonly slots: Array<Slot | undefined>
+  private epoch = 0
+  private next = 0
+  private order: Int32Array
+  private step = 0
+
+  constructor(
+    private readonly docs: ReadonlyArray<EncodedDoc>,
+    private readonly options: LmStreamOptions
+  ) {
+    if (docs.length === 0) throw new Error("the language model has no training documents")
+    this.slots = Array.from({ length: options.batchSize }, () => undefined)
+    this.order = permutation(docs.length, rng(options.seed, "lm-order", 0))
+  }
+
+  private takeDoc(): number {
+    if (this.next === this.order.length) {
+      this.epoch++
+      this.next = 0
+      this.order = permutation(this.docs.length, rng(this.options.seed, "lm-order", this.epoch))
+    }
+    return this.order[this.next++]
+  }
+
+  /** The batch of the current step; advances the schedule. */
+  nextBatch(): LmBatch {
+    const { batchSize: B, window } = this.options
+    const continues = new Uint8Array(B)
+    const lengths = new Int32Array(B)
+    for (let b = 0; b < B; b++) {
+      const slot = this.slots[b]
+      if (slot !== undefined && slot.offset < lmLength(this.docs[slot.doc])) continues[b] = 1
+      else this.slots[b] = { doc: this.takeDoc(), offset: 0 }
+      const s = this.slots[b]!
+      lengths[b] = Math.min(window, lmLength(this.docs[s.doc]) - s.offset)
+    }
+    const T = Math.max(...lengths)
+    const inputs = new Int32Array(B * T)
+    const targets = new Int32Array(B * T)
+    const reverse = this.options.bidirectional ? { inputs: new Int32Array(B * T), targets: new Int32Array(B * T) } : undefined
+    let tokens = 0
+    for (let b = 0; b < B; b++) {
+      const s = this.slots[b]!
+      const ids = this.docs[s.doc].ids
+      const n = lengths[b]
+      inputs.set(ids.subarray(s.offset, s.offset + n), b * T)
+      targets.set(ids.subarray(s.offset + 1, s.offset + 1 + n), b * T)
+      if (reverse !== undefined) {
+        const rev = reverseIds(ids)
+        reverse.inputs.set(rev.subarray(s.offset, s.offset + n), b * T)
+        reverse.targets.set(rev.subarray(s.offset + 1, s.offset + 1 + n), b * T)
+      }
+      s.offset += n
+      tokens += n
+    }
+    this.step++
+    return { size: B, steps: T, inputs, targets, lengths, continues, reverse, tokens }
+  }
+
+  /** Number of batches taken so far. */
+  get position(): number {
+    return this.step
+  }
+
+  /** Epochs completed (fractional), for progress lines. */
+  get epochs(): number {
+    return this.epoch + this.next / this.order.length
+  }
+
+  /** A schedule positioned at `step` (replays the bookkeeping; no tensors are involved, so this is cheap). */
+  static at(docs: ReadonlyArray<EncodedDoc>, options: LmStreamOptions, step: number): LmSchedule {
+    const schedule = new LmSchedule(docs, options)
+    for (let s = 0; s < step; s++) schedule.nextBatch()
+    return schedule
+  }
+}
+
+/**
+ * Evaluation windows: every document exactly once, in length order, `batchSize` documents at a time, each streamed
+ * in windows of `window` positions with carried state (same batch layout as training; slots whose document has
+ * ended get length 0 in later windows of the group).
+ */
+export function* lmEvaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize: number, window: number, bidirectional: boolean): Generator<LmBatch> {
+  const order = docs.map((_, i) => i).sort((a, b) => docs[a].ids.length - docs[b].ids.length || a - b)
+  for (let start = 0; start < order.length; start += batchSize) {
+    const group = order.slice(start, start + batchSize).map((i) => docs[i])
+    const longest = Math.max(...group.map(lmLength))
+    for (let offset = 0; offset < longest; offset += window) {
+      const B = group.length
+      const lengths = new Int32Array(B)
+      for (let b = 0; b < B; b++) lengths[b] = Math.max(0, Math.min(window, lmLength(group[b]) - offset))
+      const T = Math.max(...lengths)
+      const inputs = new Int32Array(B * T)
+      const targets = new Int32Array(B * T)
+      const reverse = bidirectional ? { inputs: new Int32Array(B * T), targets: new Int32Array(B * T) } : undefined
+      let tokens = 0
+      for (let b = 0; b < B; b++) {
+        const n = lengths[b]
+        if (n === 0) continue
+        const ids = group[b].ids
+        inputs.set(ids.subarray(offset, offset + n), b * T)
+        targets.set(ids.subarray(offset + 1, offset + 1 + n), b * T)
+        if (reverse !== undefined) {
+          const rev = reverseIds(ids)
+          reverse.inputs.set(rev.subarray(offset, offset + n), b * T)
+          reverse.targets.set(rev.subarray(offset + 1, offset + 1 + n), b * T)
+        }
+        tokens += n
+      }
+      yield { size: B, steps: T, inputs, targets, lengths, continues: new Uint8Array(B).fill(offset > 0 ? 1 : 0), reverse, tokens }
+    }
+  }
+}
