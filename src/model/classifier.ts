@@ -183,7 +183,9 @@ function referenceSteps(
   const H = recurrentKernel.shape[0]
   // All input projections in one GEMM; only the recurrent product stays per step.
   const projected = tf.reshape(tf.matMul(tf.reshape(inputs, [B * T, D]), inputKernel), [B, T, 4 * H])
-  const perStep = tf.unstack(tf.add(tf.transpose(projected, [1, 0, 2]), params[`${prefix}/bias`]))
+  const timeMajor = tf.add(tf.transpose(projected, [1, 0, 2]), params[`${prefix}/bias`])
+  // tfjs's unstack gradient fails on an axis of size 1 (it gets a tensor, not a list): a one-step window is a reshape.
+  const perStep = T === 1 ? [tf.reshape(timeMajor, [B, 4 * H])] : tf.unstack(timeMajor)
   const masks = tf.unstack(timeMask(lengths, T))
   let c = initial?.c ?? tf.zeros([B, H])
   let h = initial?.h ?? tf.zeros([B, H])

@@ -179,6 +179,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
             }
             carried = result.carried
             const m = result.metrics
+            options.onStep?.(m)
             stepsDone++
             tokensDone += m.tokens
             const elapsed = (performance.now() - loopStart) / 1000
@@ -215,8 +216,10 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         progress.line(`stopped at step ${state.step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
         return { status: "interrupted", step: state.step } as const
       }
+      // The periodic evaluation may just have run at this step; do not log the same numbers twice.
+      const evaluatedNow = config.train.evalEvery > 0 && state.step % config.train.evalEvery === 0 && stepsDone > 0
       const evaluation = validate()
-      if (evaluation !== undefined) writeMetrics({ step: state.step, validationLoss: evaluation.loss, validationPerplexity: evaluation.perplexity, validationTokens: evaluation.tokens })
+      if (evaluation !== undefined && !evaluatedNow) writeMetrics({ step: state.step, validationLoss: evaluation.loss, validationPerplexity: evaluation.perplexity, validationTokens: evaluation.tokens })
       const summary: PretrainSummary = {
         name: config.name,
         task: "language-model",

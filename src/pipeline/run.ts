@@ -61,7 +61,7 @@ export interface RunOptions {
   readonly progress: Progress
   readonly stop?: StopSignal
   /** Called after every successful step (tests use it to simulate Ctrl-C). */
-  readonly onStep?: (metrics: StepMetrics) => void
+  readonly onStep?: (metrics: { readonly step: number }) => void
 }
 
 export interface RunSummary {

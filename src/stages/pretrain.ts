@@ -9,12 +9,13 @@
  * constant, so no gradient crosses a window boundary.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { tidy } from "../engine/tidy.ts"
 import { EMBEDDING, embed, embeddingDropoutMask, lstmSequence, type LstmState, type Params } from "../model/classifier.ts"
 import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng, type Rng } from "../random.ts"
 import type { LmBatch } from "./lm-batch.ts"
-import { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
+import { fullSoftmaxLoss, fusedSampledSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
 import { embeddingTable } from "./train.ts"
 
 /** The two directions: LSTM parameter group and LM head parameter group. */
@@ -173,9 +174,15 @@ function softmaxFor(candidateSamples: number, vocabSize: number, sampler: Unigra
       fullSoftmaxLoss(hidden, tf.tensor1d(targets, "int32"), weights, bias)
   }
   const drawn = sampler.sample(Math.min(candidateSamples, vocabSize), random)
+  const logExpectedTrue = (targets: Int32Array) => sampler.logExpectedCount(targets, drawn.tries, drawn.ids.length)
+  const blas = fusedLstmEngine()
+  if (blas !== undefined) {
+    return (hidden: tf.Tensor2D, targets: Int32Array, weights: tf.Tensor2D, bias: tf.Tensor1D) =>
+      fusedSampledSoftmaxLoss(blas, hidden, targets, weights, bias, drawn, logExpectedTrue(targets))
+  }
   const candidates = { ids: tf.tensor1d(drawn.ids, "int32"), logExpectedSampled: tf.tensor1d(drawn.logExpectedSampled) }
   return (hidden: tf.Tensor2D, targets: Int32Array, weights: tf.Tensor2D, bias: tf.Tensor1D) =>
-    sampledSoftmaxLoss(hidden, tf.tensor1d(targets, "int32"), weights, bias, candidates, tf.tensor1d(sampler.logExpectedCount(targets, drawn.tries, candidateSamples)))
+    sampledSoftmaxLoss(hidden, tf.tensor1d(targets, "int32"), weights, bias, candidates, tf.tensor1d(logExpectedTrue(targets)))
 }
 
 /** Full softmax over row chunks, so the [N, V] logits of a long evaluation window never exist at once. */

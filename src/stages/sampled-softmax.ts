@@ -6,6 +6,7 @@
  * The output weights are stored row-per-word: W [V, H], b [V], so a candidate's row is `tf.gather(W, ids)`.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import type { Blas } from "../engine/blas.ts"
 import type { Rng } from "../random.ts"
 
 /** One batch's negatives: K unique class ids, log of their expected counts, and the number of draws it took. */
@@ -132,4 +133,139 @@ export function fullSoftmaxLoss(hidden: tf.Tensor2D, targets: tf.Tensor1D, weigh
     const logProbs = tf.logSoftmax(tf.add(tf.matMul(hidden, weights, false, true), bias))
     return tf.neg(tf.sum(tf.mul(logProbs, tf.oneHot(targets, V)), 1)) as tf.Tensor1D
   })
+}
+
+/**
+ * The same sampled-softmax loss as one op for the CPU engine (used when a BLAS is loaded): the candidate logits are
+ * one GEMM, the softmax and accidental-hit removal one JS pass, and the backward pass two GEMMs plus row scatters into
+ * dense dW/db. The tfjs-op version's autodiff spends most of an LM step on V×H copies (the gather gradient's transpose
+ * and cast of the whole output matrix); this op touches W only in the K + N rows it reads. Values and gradients equal
+ * `sampledSoftmaxLoss` (tested).
+ */
+export function fusedSampledSoftmaxLoss(
+  blas: Blas,
+  hidden: tf.Tensor2D,
+  targets: Int32Array,
+  weights: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  candidates: { readonly ids: Int32Array; readonly logExpectedSampled: Float32Array },
+  logExpectedTrue: Float32Array
+): tf.Tensor1D {
+  const [N, H] = hidden.shape
+  const V = weights.shape[0]
+  const ids = candidates.ids
+  const K = ids.length
+  const op = tf.customGrad(((hiddenT: tf.Tensor, weightsT: tf.Tensor, biasT: tf.Tensor) => {
+    const h = hiddenT.dataSync() as Float32Array
+    const W = weightsT.dataSync() as Float32Array
+    const b = biasT.dataSync() as Float32Array
+    const Wc = gatherRows(W, ids, H)
+    // probs: the sampled logits, then (in place) their softmax probabilities, kept for the backward pass.
+    const probs = new Float32Array(N * K)
+    blas.sgemm(false, true, N, K, H, 1, h, H, Wc, H, 0, probs, K)
+    const trueLogits = new Float32Array(N)
+    for (let n = 0; n < N; n++) trueLogits[n] = dot(h, n * H, W, targets[n] * H, H) + b[targets[n]] - logExpectedTrue[n]
+    const pTrue = new Float32Array(N)
+    const loss = sampledSoftmaxRows(probs, trueLogits, targets, ids, b, candidates.logExpectedSampled, pTrue, N, K)
+    return {
+      value: tf.tensor1d(loss),
+      gradFunc: (dy: tf.Tensor) => {
+        // ∂loss_n/∂(sampled logit k) = p_nk; ∂loss_n/∂(true logit) = p_n,true − 1; both times the upstream dy_n.
+        const g = dy.dataSync() as Float32Array
+        scaleRows(probs, g, N, K)
+        const dHidden = new Float32Array(N * H)
+        blas.sgemm(false, false, N, H, K, 1, probs, K, Wc, H, 0, dHidden, H)
+        const dWc = new Float32Array(K * H)
+        blas.sgemm(true, false, K, H, N, 1, probs, K, h, H, 0, dWc, H)
+        const dW = new Float32Array(V * H)
+        const db = new Float32Array(V)
+        scatterCandidates(dW, db, dWc, probs, ids, N, K, H)
+        for (let n = 0; n < N; n++) {
+          const d = g[n] * (pTrue[n] - 1)
+          axpy(d, W, targets[n] * H, dHidden, n * H, H)
+          axpy(d, h, n * H, dW, targets[n] * H, H)
+          db[targets[n]] += d
+        }
+        return [tf.tensor2d(dHidden, [N, H]), tf.tensor2d(dW, [V, H]), tf.tensor1d(db)]
+      }
+    }
+  }) as unknown as Parameters<typeof tf.customGrad>[0])
+  return op(hidden, weights, bias) as tf.Tensor1D
+}
+
+// The op's loops, as top-level functions so the JIT optimizes them once.
+
+function gatherRows(W: Float32Array, ids: Int32Array, H: number): Float32Array {
+  const out = new Float32Array(ids.length * H)
+  for (let k = 0; k < ids.length; k++) out.set(W.subarray(ids[k] * H, (ids[k] + 1) * H), k * H)
+  return out
+}
+
+function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
+  let s = 0
+  for (let j = 0; j < n; j++) s += a[ao + j] * b[bo + j]
+  return s
+}
+
+/** y[yo…] += alpha · x[xo…] over n values. */
+function axpy(alpha: number, x: Float32Array, xo: number, y: Float32Array, yo: number, n: number): void {
+  for (let j = 0; j < n; j++) y[yo + j] += alpha * x[xo + j]
+}
+
+/**
+ * Row-wise softmax over [true, sampled…] with the log-expected-count correction and accidental hits removed
+ * (probability 0). Overwrites `logits` [N, K] with the sampled probabilities, fills pTrue, returns the losses.
+ */
+function sampledSoftmaxRows(
+  logits: Float32Array,
+  trueLogits: Float32Array,
+  targets: Int32Array,
+  ids: Int32Array,
+  b: Float32Array,
+  logExpectedSampled: Float32Array,
+  pTrue: Float32Array,
+  N: number,
+  K: number
+): Float32Array {
+  const loss = new Float32Array(N)
+  const shift = new Float32Array(K)
+  for (let k = 0; k < K; k++) shift[k] = b[ids[k]] - logExpectedSampled[k]
+  for (let n = 0; n < N; n++) {
+    const o = n * K
+    const t = targets[n]
+    let max = trueLogits[n]
+    for (let k = 0; k < K; k++) {
+      const z = logits[o + k] + shift[k]
+      logits[o + k] = z
+      if (ids[k] !== t && z > max) max = z
+    }
+    let sum = Math.exp(trueLogits[n] - max)
+    for (let k = 0; k < K; k++) {
+      const e = ids[k] === t ? 0 : Math.exp(logits[o + k] - max)
+      logits[o + k] = e
+      sum += e
+    }
+    const inv = 1 / sum
+    for (let k = 0; k < K; k++) logits[o + k] *= inv
+    pTrue[n] = Math.exp(trueLogits[n] - max) * inv
+    loss[n] = Math.log(sum) + max - trueLogits[n]
+  }
+  return loss
+}
+
+function scaleRows(m: Float32Array, scale: Float32Array, N: number, K: number): void {
+  for (let n = 0; n < N; n++) {
+    const s = scale[n]
+    for (let k = n * K, end = k + K; k < end; k++) m[k] *= s
+  }
+}
+
+/** dW[ids[k]] += dWc[k]; db[ids[k]] += Σ_n dLogits[n, k]. */
+function scatterCandidates(dW: Float32Array, db: Float32Array, dWc: Float32Array, dLogits: Float32Array, ids: Int32Array, N: number, K: number, H: number): void {
+  const columnSums = new Float64Array(K)
+  for (let n = 0; n < N; n++) for (let k = 0, o = n * K; k < K; k++) columnSums[k] += dLogits[o + k]
+  for (let k = 0; k < K; k++) {
+    axpy(1, dWc, k * H, dW, ids[k] * H, H)
+    db[ids[k]] += columnSums[k]
+  }
 }
