@@ -16,7 +16,8 @@ import { InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
 import { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type TrainState } from "../model/optimizer.ts"
-import { rng } from "../random.ts"
+import { permutation, rng } from "../random.ts"
+import type { EncodedDoc } from "../stages/batch.ts"
 import { LmSchedule, lmEvaluationBatches } from "../stages/lm-batch.ts"
 import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
@@ -33,6 +34,8 @@ export interface PretrainSummary {
   readonly backend: string
   readonly bidirectional: boolean
   readonly candidateSamples: number
+  /** Full-softmax perplexity on a fixed sample of training documents (EMA weights), per direction. */
+  readonly trainPerplexity: ReadonlyArray<number>
   /** Full-softmax perplexity on the validation documents (EMA weights), per direction; null without validation. */
   readonly validationPerplexity: ReadonlyArray<number> | null
   readonly trainDocuments: number
@@ -144,13 +147,27 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
             ),
           catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
         })
-      const validate = () =>
-        validationDocs.length === 0
+      const perplexityOf = (evalDocs: ReadonlyArray<EncodedDoc>) =>
+        evalDocs.length === 0
           ? undefined
-          : evaluateLanguageModel(state.ema, frequencies, lmEvaluationBatches(validationDocs, config.train.evalBatchSize, config.data.window, bidirectional), {
+          : evaluateLanguageModel(state.ema, frequencies, lmEvaluationBatches(evalDocs, config.train.evalBatchSize, config.data.window, bidirectional), {
               normalizeEmbeddings: config.model.normalizeEmbeddings,
               bidirectional
             })
+      // A fixed sample of training documents, as many as validation ones (≤ 1,000 when there is no validation): its
+      // full-softmax perplexity is the training curve (the sampled-softmax loss is not a perplexity).
+      const trainSample = Array.from(permutation(docs.length, rng(config.seed, "lm-train-sample")).subarray(0, Math.min(docs.length, validationDocs.length || 1000)), (i) => docs[i])
+      const validate = () => {
+        const validation = perplexityOf(validationDocs)
+        const train = perplexityOf(trainSample)!
+        return {
+          validation,
+          record: {
+            trainPerplexity: train.perplexity,
+            ...(validation ? { validationLoss: validation.loss, validationPerplexity: validation.perplexity, validationTokens: validation.tokens } : {})
+          }
+        }
+      }
       const perplexityText = (p: ReadonlyArray<number>) => p.map((x) => x.toFixed(1)).join(" / ")
 
       if (startStep >= totalSteps) progress.line(`checkpoint is already at step ${startStep} of ${totalSteps}`)
@@ -188,7 +205,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
             // With a sampled softmax the training loss is not a perplexity; the full-softmax one is logged at validation.
             writeMetrics({
               ...m,
-              ...(K === 0 ? { trainPerplexity: Number(Math.exp(m.loss / directions).toFixed(3)) } : {}),
+              ...(K === 0 ? { batchPerplexity: Number(Math.exp(m.loss / directions).toFixed(3)) } : {}),
               epoch: Number(schedule.epochs.toFixed(4)),
               tokensPerSecond: Math.round(tokensPerSecond)
             })
@@ -199,12 +216,14 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
               m.step % config.train.logEvery === 0
             )
             if (config.train.evalEvery > 0 && m.step % config.train.evalEvery === 0) {
-              const evaluation = validate()
-              if (evaluation !== undefined) {
-                lastPerplexity = evaluation.perplexity
-                writeMetrics({ step: m.step, validationLoss: evaluation.loss, validationPerplexity: evaluation.perplexity, validationTokens: evaluation.tokens })
-                progress.line(`step ${m.step}: validation perplexity ${perplexityText(evaluation.perplexity)} (full softmax, ${evaluation.tokens} tokens, EMA weights)`)
-              }
+              const { validation, record } = validate()
+              writeMetrics({ step: m.step, ...record })
+              if (validation !== undefined) lastPerplexity = validation.perplexity
+              progress.line(
+                `step ${m.step}: perplexity train ${perplexityText(record.trainPerplexity)}` +
+                  (validation ? `, validation ${perplexityText(validation.perplexity)}` : "") +
+                  ` (full softmax, EMA weights)`
+              )
             }
             if (m.step % config.train.checkpointEvery === 0) yield* saveCheckpoint()
           })
@@ -218,8 +237,9 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
       }
       // The periodic evaluation may just have run at this step; do not log the same numbers twice.
       const evaluatedNow = config.train.evalEvery > 0 && state.step % config.train.evalEvery === 0 && stepsDone > 0
-      const evaluation = validate()
-      if (evaluation !== undefined && !evaluatedNow) writeMetrics({ step: state.step, validationLoss: evaluation.loss, validationPerplexity: evaluation.perplexity, validationTokens: evaluation.tokens })
+      const final = validate()
+      const evaluation = final.validation
+      if (!evaluatedNow) writeMetrics({ step: state.step, ...final.record })
       const summary: PretrainSummary = {
         name: config.name,
         task: "language-model",
@@ -228,6 +248,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         backend: backend.name,
         bidirectional,
         candidateSamples: K,
+        trainPerplexity: final.record.trainPerplexity,
         validationPerplexity: evaluation?.perplexity ?? null,
         trainDocuments: docs.length,
         trainTokens,

@@ -114,9 +114,12 @@ describe("runPretraining", () => {
       expect(Number.isFinite(m.loss as number) && (m.loss as number) > 0).toBe(true)
       for (const key of ["gradNorm", "learningRate", "tokens", "epoch"]) expect(m).toHaveProperty(key)
       // A sampled-softmax loss is not a perplexity.
-      expect(m).not.toHaveProperty("trainPerplexity")
+      expect(m).not.toHaveProperty("batchPerplexity")
     }
     expect(steps[0].learningRate).toBe(0.01)
+    // Each evaluation logs the full-softmax perplexity of a fixed training sample next to the validation one.
+    for (const m of metrics.filter((m) => "validationPerplexity" in m)) expect((m.trainPerplexity as Array<number>)[0]).toBeGreaterThan(1)
+    expect(summary.trainPerplexity[0]).toBeGreaterThan(1)
     const validation = metrics.filter((m) => "validationPerplexity" in m)
     expect(validation.some((m) => m.step === 6)).toBe(true)
     expect(validation.at(-1)).toMatchObject({ step: 12, validationPerplexity: summary.validationPerplexity })
@@ -334,8 +337,8 @@ describe("bidirectional pretraining", () => {
     for (const p of outcome.summary.validationPerplexity!) expect(p).toBeGreaterThan(1)
     const steps = metricLines(dir).filter((m) => "loss" in m)
     expect(steps).toHaveLength(4)
-    // Full softmax: the training perplexity is exp(mean loss per direction).
-    for (const m of steps) expect(m.trainPerplexity as number).toBeCloseTo(Math.exp((m.loss as number) / 2), 2)
+    // Full softmax: the batch perplexity is exp(mean loss per direction).
+    for (const m of steps) expect(m.batchPerplexity as number).toBeCloseTo(Math.exp((m.loss as number) / 2), 2)
 
     const lm = readCkpt(dir)
     const words = lm.meta.vocabulary as Array<string>
