@@ -99,3 +99,17 @@ export function restoreKernel(kernelName: string): void {
     if (original !== undefined) tf.registerKernel(original)
   }
 }
+
+/**
+ * A float tensor's values without copying on the JS backends (the wasm heap or the cpu backend's array; dataSync
+ * elsewhere). Read only, and only until the next tensor allocation: a growing wasm heap detaches the view.
+ */
+export function valuesView(t: tf.Tensor): Float32Array {
+  const name = tf.getBackend()
+  if (name === "wasm") return (tf.backend() as unknown as WasmBackend).typedArrayFromHeap(t) as Float32Array
+  if (name === "cpu") {
+    const values = (tf.backend() as unknown as CpuBackend).data.get(t.dataId).values
+    if (values instanceof Float32Array) return values
+  }
+  return t.dataSync() as Float32Array
+}

@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { fusedLstmEngine, fusedLstmOutput, fusedLstmSequence, fusedLstmState } from "../engine/lstm-op.ts"
+import { fusedNormalizeEmbeddings } from "../engine/normalize-op.ts"
 import type { Rng } from "../random.ts"
 
 export interface ModelShape {
@@ -62,6 +63,12 @@ export function initialParams(shape: ModelShape, random: Rng): Record<string, tf
  * ε = 1e-6 inside the root. Recomputed from the raw matrix at every forward pass, so gradients reach every row.
  */
 export function normalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
+  // The CPU engine computes the same in one op (src/engine/normalize-op.ts); this tfjs form is its reference.
+  if (fusedLstmEngine() !== undefined) return fusedNormalizeEmbeddings(embedding, frequencies)
+  return referenceNormalizeEmbeddings(embedding, frequencies)
+}
+
+export function referenceNormalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
   return tf.tidy(() => {
     const f = tf.reshape(frequencies, [-1, 1])
     const mean = tf.sum(tf.mul(f, embedding), 0, true)

@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import type { Blas } from "../engine/blas.ts"
+import { valuesView } from "../engine/js-kernel.ts"
 import type { Rng } from "../random.ts"
 
 /** One batch's negatives: K unique class ids, log of their expected counts, and the number of draws it took. */
@@ -157,16 +158,19 @@ export function fusedSampledSoftmaxLoss(
   const K = ids.length
   const op = tf.customGrad(((hiddenT: tf.Tensor, weightsT: tf.Tensor, biasT: tf.Tensor) => {
     const h = hiddenT.dataSync() as Float32Array
-    const W = weightsT.dataSync() as Float32Array
-    const b = biasT.dataSync() as Float32Array
+    // W and b are only read here, before this op allocates any tensor (views into the backend's memory, no copy).
+    const W = valuesView(weightsT)
+    const b = valuesView(biasT)
     const Wc = gatherRows(W, ids, H)
+    const Wt = gatherRows(W, targets, H)
+    const bc = Float32Array.from(ids, (c) => b[c])
+    const trueLogits = Float32Array.from(targets, (t, n) => b[t] - logExpectedTrue[n])
+    for (let n = 0; n < N; n++) trueLogits[n] += dot(h, n * H, Wt, n * H, H)
     // probs: the sampled logits, then (in place) their softmax probabilities, kept for the backward pass.
     const probs = new Float32Array(N * K)
     blas.sgemm(false, true, N, K, H, 1, h, H, Wc, H, 0, probs, K)
-    const trueLogits = new Float32Array(N)
-    for (let n = 0; n < N; n++) trueLogits[n] = dot(h, n * H, W, targets[n] * H, H) + b[targets[n]] - logExpectedTrue[n]
     const pTrue = new Float32Array(N)
-    const loss = sampledSoftmaxRows(probs, trueLogits, targets, ids, b, candidates.logExpectedSampled, pTrue, N, K)
+    const loss = sampledSoftmaxRows(probs, trueLogits, targets, ids, bc, candidates.logExpectedSampled, pTrue, N, K)
     return {
       value: tf.tensor1d(loss),
       gradFunc: (dy: tf.Tensor) => {
@@ -182,7 +186,7 @@ export function fusedSampledSoftmaxLoss(
         scatterCandidates(dW, db, dWc, probs, ids, N, K, H)
         for (let n = 0; n < N; n++) {
           const d = g[n] * (pTrue[n] - 1)
-          axpy(d, W, targets[n] * H, dHidden, n * H, H)
+          axpy(d, Wt, n * H, dHidden, n * H, H)
           axpy(d, h, n * H, dW, targets[n] * H, H)
           db[targets[n]] += d
         }
@@ -221,7 +225,7 @@ function sampledSoftmaxRows(
   trueLogits: Float32Array,
   targets: Int32Array,
   ids: Int32Array,
-  b: Float32Array,
+  sampledBias: Float32Array,
   logExpectedSampled: Float32Array,
   pTrue: Float32Array,
   N: number,
@@ -229,7 +233,7 @@ function sampledSoftmaxRows(
 ): Float32Array {
   const loss = new Float32Array(N)
   const shift = new Float32Array(K)
-  for (let k = 0; k < K; k++) shift[k] = b[ids[k]] - logExpectedSampled[k]
+  for (let k = 0; k < K; k++) shift[k] = sampledBias[k] - logExpectedSampled[k]
   for (let n = 0; n < N; n++) {
     const o = n * K
     const t = targets[n]
