@@ -4,6 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { printKernelTimes } from "./kernel-profile.ts"
 import { selectBackend, type BackendName } from "../src/engine/backend.ts"
 import { createTrainState } from "../src/model/optimizer.ts"
 import { rng } from "../src/random.ts"
@@ -43,16 +44,7 @@ const step = () => {
 }
 step()
 const info = await tf.profile(() => void step())
-const agg = new Map<string, { n: number; ms: number }>()
-for (const k of info.kernels) {
-  const a = agg.get(k.name) ?? { n: 0, ms: 0 }
-  a.n++
-  a.ms += k.kernelTimeMs as number
-  agg.set(k.name, a)
-}
-const total = [...agg.values()].reduce((s, a) => s + a.ms, 0)
-console.log([...agg.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 16).map(([k, v]) => `${k.padEnd(20)} n=${String(v.n).padStart(5)} ${v.ms.toFixed(1).padStart(8)} ms`).join("\n"))
-console.log(`kernel total ${total.toFixed(1)} ms`)
+printKernelTimes(info, 16)
 const t0 = performance.now()
 let tokens = 0
 for (let i = 0; i < 5; i++) {

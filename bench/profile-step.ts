@@ -4,6 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { printKernelTimes } from "./kernel-profile.ts"
 import { selectBackend, type BackendName } from "../src/engine/backend.ts"
 import { initialParams } from "../src/model/classifier.ts"
 import { createTrainState } from "../src/model/optimizer.ts"
@@ -32,16 +33,7 @@ const options = {
 const step = () => trainStep(state, { step: 0, labeled: batch, unlabeled: batch }, freq, options)
 step()
 const info = await tf.profile(() => void step())
-const agg = new Map<string, { n: number; ms: number }>()
-for (const k of info.kernels) {
-  const a = agg.get(k.name) ?? { n: 0, ms: 0 }
-  a.n++
-  a.ms += k.kernelTimeMs as number
-  agg.set(k.name, a)
-}
-const total = [...agg.values()].reduce((s, a) => s + a.ms, 0)
-console.log([...agg.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 14).map(([k, v]) => `${k.padEnd(20)} n=${String(v.n).padStart(5)} ${v.ms.toFixed(1).padStart(8)} ms`).join("\n"))
-console.log(`kernel total ${total.toFixed(1)} ms`)
+printKernelTimes(info, 14)
 const t0 = performance.now()
 for (let i = 0; i < 3; i++) step()
 console.log(`wall per step ${((performance.now() - t0) / 3).toFixed(1)} ms`)

@@ -11,7 +11,6 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { selectBackend } from "../engine/backend.ts"
 import { InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
 import { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
@@ -22,9 +21,8 @@ import { LmSchedule, lmEvaluationBatches } from "../stages/lm-batch.ts"
 import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
-import { prepareData } from "./data.ts"
 import { formatDuration } from "./progress.ts"
-import { metricsLog, optimizerConfig, prepareRunDir, type RunOptions, runDirError } from "./run.ts"
+import { metricsLog, optimizerConfig, type RunOptions, runDirError, startRun } from "./run.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -68,14 +66,8 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
       const resume = options.resume === true
       const stop = options.stop ?? { requested: false }
       const started = performance.now()
-      yield* prepareRunDir(runDir, resume)
-      if (!resume) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
       const bidirectional = config.model.bidirectional
-      const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
-      progress.line(`advtext: ${config.name} · language-model pretraining${bidirectional ? " (bidirectional)" : ""} · seed ${config.seed} · backend ${backend.description}`)
-
-      progress.line(`loading ${config.dataset.kind} data…`)
-      const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
+      const { backend, data, frequencies } = yield* startRun(config, options, `language-model pretraining${bidirectional ? " (bidirectional)" : ""}`)
       // Spec A1.5: the LM reads labeled-train + unlabeled documents, never validation or test text.
       const docs = [...data.train, ...data.unlabeled]
       const trainTokens = docs.reduce((a, d) => a + d.ids.length - 1, 0)
@@ -90,10 +82,6 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
           `${trainTokens.toLocaleString()} tokens; ${validationDocs.length} validation documents; vocabulary ${V}; ${softmaxNote}`
       )
 
-      const frequencies = yield* Effect.acquireRelease(
-        Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
-        (t) => Effect.sync(() => t.dispose())
-      )
       const B = config.train.batchSize
       const H = config.model.lstmUnits
       const directions = directionsOf(bidirectional).length

@@ -19,7 +19,7 @@ import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainSt
 import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
 import { evaluate, evaluatePerturbationLosses, type Evaluation } from "../stages/evaluate.ts"
-import { type StepMetrics, type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
+import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import type { Config } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { formatDuration, type Progress } from "./progress.ts"
@@ -184,6 +184,26 @@ function acquireState(config: Config, data: PreparedData, runDir: string, resume
   )
 }
 
+/**
+ * What every run starts with (classifier and LM pretraining): the run dir and its config.json, the backend, the data
+ * stages, and the unigram frequencies as a tensor released with the run's scope.
+ */
+export const startRun = (config: Config, options: RunOptions, headline: string) =>
+  Effect.gen(function* () {
+    const { runDir, progress } = options
+    yield* prepareRunDir(runDir, options.resume === true)
+    if (options.resume !== true) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+    const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
+    progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
+    progress.line(`loading ${config.dataset.kind} data…`)
+    const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
+    const frequencies = yield* Effect.acquireRelease(
+      Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
+      (t) => Effect.sync(() => t.dispose())
+    )
+    return { backend, data, frequencies }
+  })
+
 export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<RunOutcome, UserError> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -191,24 +211,12 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       const resume = options.resume === true
       const stop = options.stop ?? { requested: false }
       const started = performance.now()
-      yield* prepareRunDir(runDir, resume)
-      if (!resume) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
-
-      const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
-      progress.line(`advtext: ${config.name} · method ${config.method} · seed ${config.seed} · backend ${backend.description}`)
-
-      progress.line(`loading ${config.dataset.kind} data…`)
-      const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
+      const { backend, data, frequencies } = yield* startRun(config, options, `method ${config.method}`)
       const skipped = Object.entries(data.skipped).map(([k, v]) => `${k} ${v}`).join(", ")
       progress.line(
         `data: ${data.train.length} train, ${data.validation.length} validation, ${data.test.length} test, ` +
           `${data.unlabeled.length} unlabeled; vocabulary ${data.vocabulary.size}; classes ${data.classes.join("/")}` +
           (skipped ? `; skipped (no in-vocabulary word): ${skipped}` : "")
-      )
-
-      const frequencies = yield* Effect.acquireRelease(
-        Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
-        (t) => Effect.sync(() => t.dispose())
       )
       const { state, priorWallSeconds } = yield* acquireState(config, data, runDir, resume, (l) => progress.line(l))
       const startStep = state.step

@@ -1,6 +1,6 @@
 /** The CLI as a user meets it: exit codes and one-paragraph messages, never a stack trace. */
 import { describe, expect, test } from "bun:test"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { tempDir, writeTinyDataset } from "./fixtures.ts"
 
