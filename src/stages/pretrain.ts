@@ -160,7 +160,9 @@ export function lmTrainStep(
     if (!Number.isFinite(loss)) return { ok: false, loss, step }
     const clipped = clipByGlobalNorm(Object.fromEntries(names.map((n, i) => [n, grads[i]])), options.optimizer.maxGradNorm)
     const gradNorm = clipped.globalNorm.dataSync()[0]
-    if (!Number.isFinite(gradNorm)) return { ok: false, loss: gradNorm, step }
+    // The embedding's gradient is not in the clipped norm: check it separately, as the classifier step does.
+    const embeddingNorm = tf.sum(tf.square(grads[names.indexOf(EMBEDDING)])).dataSync()[0]
+    if (!Number.isFinite(gradNorm) || !Number.isFinite(embeddingNorm)) return { ok: false, loss: Number.isFinite(gradNorm) ? embeddingNorm : gradNorm, step }
     const learningRate = learningRateAt(options.optimizer, step)
     applyGradients(state, clipped.grads, options.optimizer)
     return { ok: true, metrics: { step: step + 1, loss, gradNorm, learningRate, tokens: batch.tokens }, carried: nextCarried }
