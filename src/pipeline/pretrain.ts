@@ -18,7 +18,7 @@ import { createTrainState, disposeTrainState, type TrainState } from "../model/o
 import { permutation, rng } from "../random.ts"
 import type { EncodedDoc } from "../stages/batch.ts"
 import { LmSchedule, lmEvaluationBatches } from "../stages/lm-batch.ts"
-import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
+import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, lmSamplerCounts, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
 import { formatDuration } from "./progress.ts"
@@ -75,7 +75,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
       const validationDocs = config.lm.validationDocs > 0 ? data.validation.slice(0, config.lm.validationDocs) : data.validation
       const V = data.vocabulary.size
       const K = config.lm.candidateSamples
-      const sampler = new UnigramSampler(data.vocabulary.counts)
+      const sampler = new UnigramSampler(lmSamplerCounts(data.vocabulary.counts, docs.length))
       const softmaxNote = K === 0 || K >= sampler.support ? "full softmax" : `sampled softmax, ${K} unique negatives per step`
       progress.line(
         `data: ${docs.length.toLocaleString()} LM documents (${data.train.length} labeled-train + ${data.unlabeled.length} unlabeled), ` +
