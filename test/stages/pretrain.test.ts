@@ -10,7 +10,7 @@ import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainSt
 import { rng } from "../../src/random.ts"
 import type { EncodedDoc } from "../../src/stages/batch.ts"
 import { LmSchedule, lmEvaluationBatches, reverseIds, type LmBatch } from "../../src/stages/lm-batch.ts"
-import { type CarriedState, evaluateLanguageModel, lmHeadParams, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../../src/stages/pretrain.ts"
+import { type CarriedState, evaluateLanguageModel, lmHeadParams, lmSamplerCounts, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../../src/stages/pretrain.ts"
 import { fullSoftmaxLoss, UnigramSampler } from "../../src/stages/sampled-softmax.ts"
 import { embeddingTable } from "../../src/stages/train.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
@@ -466,5 +466,24 @@ for (const fused of engines) describe(`bidirectional LM (${fused ? "fused" : "re
       disposeTrainState(state)
       frequencies.dispose()
     }
+  })
+})
+
+describe("LM candidate sampler counts", () => {
+  test("EOS (last id) counts once per document; other counts and the input are unchanged", () => {
+    const counts = [5, 3, 9, 1]
+    expect(lmSamplerCounts(counts, 40)).toEqual([5, 3, 9, 40])
+    expect(counts).toEqual([5, 3, 9, 1])
+    expect(lmSamplerCounts(counts, 0)).toEqual([5, 3, 9, 1])
+  })
+
+  test("with those counts EOS is drawn as a negative about as often as its share of targets says", () => {
+    // Documents of 4 words + EOS: EOS is 1/5 of the targets.
+    const sampler = new UnigramSampler(lmSamplerCounts([100, 100, 100, 100, 1], 100))
+    const random = rng(3, "eos-draws")
+    let eos = 0
+    for (let i = 0; i < 5000; i++) if (sampler.draw(random) === 4) eos++
+    expect(eos / 5000).toBeGreaterThan(0.17)
+    expect(eos / 5000).toBeLessThan(0.23)
   })
 })
