@@ -29,6 +29,19 @@ export {
 export { classificationLoss } from "./stages/loss.ts"
 export { batchTensors, embeddingTable, prefixState, trainStep, type StepMetrics, type StepOptions, type StepResult } from "./stages/train.ts"
 export { evaluate, type Evaluation } from "./stages/evaluate.ts"
+export { LmSchedule, lmEvaluationBatches, reverseIds, type LmBatch } from "./stages/lm-batch.ts"
+export { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler, type Candidates } from "./stages/sampled-softmax.ts"
+export {
+  evaluateLanguageModel,
+  lmHeadParams,
+  lmSamplerCounts,
+  lmTrainStep,
+  zeroCarriedState,
+  type CarriedState,
+  type LmEvaluation,
+  type LmStepMetrics,
+  type LmStepOptions
+} from "./stages/pretrain.ts"
 
 export * as model from "./model/classifier.ts"
 export {
@@ -40,9 +53,11 @@ export {
   type OptimizerConfig,
   type TrainState
 } from "./model/optimizer.ts"
-export { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "./model/checkpoint.ts"
+export { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "./model/checkpoint.ts"
 
 export { DEFAULTS, defineConfig, resolveConfig, type Config, type ConfigInput } from "./pipeline/config.ts"
 export { prepareData, splitCorpus, type PreparedData } from "./pipeline/data.ts"
 export { runPipeline, type RunOptions, type RunOutcome, type RunSummary, type StopSignal } from "./pipeline/run.ts"
+export { runPretraining, type PretrainOutcome, type PretrainSummary } from "./pipeline/pretrain.ts"
+export { pretrainedDir, pretrainedNames, restorePretrained } from "./pipeline/restore.ts"
 export { consoleProgress, silentProgress, type Progress } from "./pipeline/progress.ts"
