@@ -22,7 +22,7 @@ import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, l
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
 import { formatDuration } from "./progress.ts"
-import { metricsLog, optimizerConfig, type RunOptions, runDirError, startRun } from "./run.ts"
+import { endOfLoop, metricsLog, optimizerConfig, type RunOptions, runDirError, startRun } from "./run.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -217,12 +217,8 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
           })
         )
       )
-      progress.done()
-      yield* saveCheckpoint()
-      if (stop.requested && state.step < totalSteps) {
-        progress.line(`stopped at step ${state.step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
-        return { status: "interrupted", step: state.step } as const
-      }
+      const interrupted = yield* endOfLoop(progress, saveCheckpoint(), stop, state.step, totalSteps, runDir)
+      if (interrupted !== undefined) return interrupted
       // The periodic evaluation may just have run at this step; do not log the same numbers twice.
       const evaluatedNow = config.train.evalEvery > 0 && state.step % config.train.evalEvery === 0 && stepsDone > 0
       const final = validate()

@@ -204,6 +204,19 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
     return { backend, data, frequencies }
   })
 
+/**
+ * After a run's step loop: the final checkpoint, then the "interrupted" outcome when a stop request ended the loop
+ * before the last step (undefined when the run is complete).
+ */
+export const endOfLoop = <E>(progress: Progress, saveCheckpoint: Effect.Effect<void, E>, stop: StopSignal, step: number, totalSteps: number, runDir: string) =>
+  Effect.gen(function* () {
+    progress.done()
+    yield* saveCheckpoint
+    if (!stop.requested || step >= totalSteps) return undefined
+    progress.line(`stopped at step ${step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
+    return { status: "interrupted", step } as const
+  })
+
 export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<RunOutcome, UserError> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -320,12 +333,8 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
           })
         )
       )
-      progress.done()
-      yield* saveCheckpoint()
-      if (stop.requested && state.step < totalSteps) {
-        progress.line(`stopped at step ${state.step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
-        return { status: "interrupted", step: state.step } as const
-      }
+      const interrupted = yield* endOfLoop(progress, saveCheckpoint(), stop, state.step, totalSteps, runDir)
+      if (interrupted !== undefined) return interrupted
 
       progress.line(`evaluating on ${data.test.length} test documents (EMA weights)…`)
       const test = evaluate(state.ema, frequencies, testBatches, stepOptions)
