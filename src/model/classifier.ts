@@ -225,18 +225,8 @@ export const isBidirectional = (params: Params): boolean => params["lstmReverse/
  */
 export function features(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients = "all"): tf.Tensor2D {
   if (!isBidirectional(params)) return lstm(params, e, lengths, initial, gradients).h
-  const [R, T, D] = e.shape
-  const [forward, reverse] = tf.unstack(tf.reshape(e, [R / 2, 2, T, D]), 1) as Array<tf.Tensor3D>
-  const half = (k: number) => lengths.filter((_, r) => r % 2 === k)
-  const initialHalf = (k: number) => (initial === undefined ? undefined : directionRows(initial, k))
-  const h = [lstm(params, forward, half(0), initialHalf(0), gradients, "lstm").h, lstm(params, reverse, half(1), initialHalf(1), gradients, "lstmReverse").h]
-  return tf.concat(h, 1) as tf.Tensor2D
-}
-
-/** Direction k's rows of an interleaved [R, H] state. */
-const directionRows = (s: LstmState, k: number): LstmState => {
-  const pick = (t: tf.Tensor2D) => tf.unstack(tf.reshape(t, [t.shape[0] / 2, 2, t.shape[1]]), 1)[k] as tf.Tensor2D
-  return { c: pick(s.c), h: pick(s.h) }
+  const [forward, reverse] = lstmPerDirection(params, e, lengths, initial, gradients)
+  return tf.concat([forward.h, reverse.h], 1) as tf.Tensor2D
 }
 
 /**
@@ -245,12 +235,22 @@ const directionRows = (s: LstmState, k: number): LstmState => {
  */
 export function prefixStateOf(params: Params, e: tf.Tensor3D, lengths: Int32Array): LstmState {
   if (!isBidirectional(params)) return lstm(params, e, lengths, undefined, "none")
-  const [R, T, D] = e.shape
-  const [forward, reverse] = tf.unstack(tf.reshape(e, [R / 2, 2, T, D]), 1) as Array<tf.Tensor3D>
-  const f = lstm(params, forward, lengths.filter((_, r) => r % 2 === 0), undefined, "none", "lstm")
-  const r = lstm(params, reverse, lengths.filter((_, r) => r % 2 === 1), undefined, "none", "lstmReverse")
-  const interleave = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.reshape(tf.stack([a, b], 1), [R, a.shape[1]]) as tf.Tensor2D
+  const [f, r] = lstmPerDirection(params, e, lengths, undefined, "none")
+  const interleave = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.reshape(tf.stack([a, b], 1), [2 * a.shape[0], a.shape[1]]) as tf.Tensor2D
   return { c: interleave(f.c, r.c), h: interleave(f.h, r.h) }
+}
+
+/** The even (forward) and odd (reverse) rows of an interleaved tensor. */
+const splitDirections = <T extends tf.Tensor>(t: T): [T, T] => tf.unstack(tf.reshape(t, [t.shape[0] / 2, 2, ...t.shape.slice(1)]), 1) as [T, T]
+
+/** The forward LSTM over the even rows and the reverse LSTM over the odd rows of a bidirectional batch. */
+function lstmPerDirection(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients): [LstmState, LstmState] {
+  const inputs = splitDirections(e)
+  const c = initial === undefined ? undefined : splitDirections(initial.c)
+  const h = initial === undefined ? undefined : splitDirections(initial.h)
+  const run = (k: 0 | 1, prefix: string) =>
+    lstm(params, inputs[k], lengths.filter((_, r) => r % 2 === k), c && h ? { c: c[k], h: h[k] } : undefined, gradients, prefix)
+  return [run(0, "lstm"), run(1, "lstmReverse")]
 }
 
 export interface HeadOutput {

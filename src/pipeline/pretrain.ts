@@ -13,7 +13,7 @@ import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
-import { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT, extraOf, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type TrainState } from "../model/optimizer.ts"
 import { permutation, rng } from "../random.ts"
 import type { EncodedDoc } from "../stages/batch.ts"
@@ -22,7 +22,7 @@ import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, l
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
 import { formatDuration } from "./progress.ts"
-import { endOfLoop, metricsLog, optimizerConfig, type RunOptions, runDirError, startRun } from "./run.ts"
+import { endOfLoop, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, startRun } from "./run.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -94,12 +94,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
               tf.dispose(Object.values(initial))
               return { state, carried: zeroCarriedState(B, H, directions), priorWallSeconds: 0 }
             }
-            const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
-            const words = ckpt.meta.vocabulary as Array<string> | undefined
-            if (words === undefined || words.length !== V || words.some((w, i) => w !== data.vocabulary.words[i])) {
-              for (const t of ckpt.tensors.values()) t.dispose()
-              throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
-            }
+            const ckpt = readRunCheckpoint(runDir, data.vocabulary.words)
             const carried = Array.from({ length: directions }, (_, i) => ({
               c: extraOf(ckpt, carriedName(i, "c")) ?? new Float32Array(B * H),
               h: extraOf(ckpt, carriedName(i, "h")) ?? new Float32Array(B * H)

@@ -14,7 +14,7 @@ import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
 import { NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { initialParams, type ModelShape } from "../model/classifier.ts"
-import { CHECKPOINT, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
@@ -122,6 +122,20 @@ export function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<vo
  * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
  * dropped first, so the log matches an uninterrupted run.
  */
+/**
+ * The run dir's checkpoint, for `--resume`: refused (its tensors disposed) when its vocabulary is not the one the
+ * data builds now, since every id would then mean another word.
+ */
+export function readRunCheckpoint(runDir: string, vocabulary: ReadonlyArray<string>): LoadedCheckpoint {
+  const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
+  const words = ckpt.meta.vocabulary as Array<string> | undefined
+  if (words === undefined || words.length !== vocabulary.length || words.some((w, i) => w !== vocabulary[i])) {
+    for (const t of ckpt.tensors.values()) t.dispose()
+    throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
+  }
+  return ckpt
+}
+
 export function metricsLog(runDir: string, resume: boolean, startStep: number): (record: Record<string, unknown>) => void {
   const path = join(runDir, "metrics.jsonl")
   if (resume && existsSync(path)) {
@@ -170,12 +184,7 @@ function acquireState(config: Config, data: PreparedData, runDir: string, resume
           tf.dispose(Object.values(initial))
           return { state, priorWallSeconds: 0 }
         }
-        const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
-        const words = ckpt.meta.vocabulary as Array<string> | undefined
-        if (words === undefined || words.length !== data.vocabulary.size || words.some((w, i) => w !== data.vocabulary.words[i])) {
-          for (const t of ckpt.tensors.values()) t.dispose()
-          throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
-        }
+        const ckpt = readRunCheckpoint(runDir, data.vocabulary.words)
         return { state: trainStateFromCheckpoint(ckpt), priorWallSeconds: Number(ckpt.meta.wallSeconds ?? 0) }
       },
       catch: (cause) => (cause instanceof PretrainedMismatch ? cause : runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`))

@@ -47,6 +47,38 @@ export function reverseIds(ids: Int32Array): Int32Array {
   return out
 }
 
+/**
+ * One batch of windows: row b holds positions [offset, offset + lengths[b]) of document b's LM sequence (and of its
+ * reverse), zero-padded to the longest window. Rows of length 0 stay empty.
+ */
+function windowBatch(
+  rows: ReadonlyArray<{ readonly ids: Int32Array; readonly offset: number }>,
+  lengths: Int32Array,
+  continues: Uint8Array,
+  bidirectional: boolean
+): LmBatch {
+  const B = rows.length
+  const T = Math.max(...lengths)
+  const inputs = new Int32Array(B * T)
+  const targets = new Int32Array(B * T)
+  const reverse = bidirectional ? { inputs: new Int32Array(B * T), targets: new Int32Array(B * T) } : undefined
+  let tokens = 0
+  for (let b = 0; b < B; b++) {
+    const n = lengths[b]
+    if (n === 0) continue
+    const { ids, offset } = rows[b]
+    inputs.set(ids.subarray(offset, offset + n), b * T)
+    targets.set(ids.subarray(offset + 1, offset + 1 + n), b * T)
+    if (reverse !== undefined) {
+      const rev = reverseIds(ids)
+      reverse.inputs.set(rev.subarray(offset, offset + n), b * T)
+      reverse.targets.set(rev.subarray(offset + 1, offset + 1 + n), b * T)
+    }
+    tokens += n
+  }
+  return { size: B, steps: T, inputs, targets, lengths, continues, reverse, tokens }
+}
+
 export interface LmStreamOptions {
   readonly batchSize: number
   readonly window: number
@@ -92,27 +124,15 @@ export class LmSchedule {
       const s = this.slots[b]!
       lengths[b] = Math.min(window, lmLength(this.docs[s.doc]) - s.offset)
     }
-    const T = Math.max(...lengths)
-    const inputs = new Int32Array(B * T)
-    const targets = new Int32Array(B * T)
-    const reverse = this.options.bidirectional ? { inputs: new Int32Array(B * T), targets: new Int32Array(B * T) } : undefined
-    let tokens = 0
-    for (let b = 0; b < B; b++) {
-      const s = this.slots[b]!
-      const ids = this.docs[s.doc].ids
-      const n = lengths[b]
-      inputs.set(ids.subarray(s.offset, s.offset + n), b * T)
-      targets.set(ids.subarray(s.offset + 1, s.offset + 1 + n), b * T)
-      if (reverse !== undefined) {
-        const rev = reverseIds(ids)
-        reverse.inputs.set(rev.subarray(s.offset, s.offset + n), b * T)
-        reverse.targets.set(rev.subarray(s.offset + 1, s.offset + 1 + n), b * T)
-      }
-      s.offset += n
-      tokens += n
-    }
+    const batch = windowBatch(
+      this.slots.map((s) => ({ ids: this.docs[s!.doc].ids, offset: s!.offset })),
+      lengths,
+      continues,
+      this.options.bidirectional
+    )
+    for (let b = 0; b < B; b++) this.slots[b]!.offset += lengths[b]
     this.step++
-    return { size: B, steps: T, inputs, targets, lengths, continues, reverse, tokens }
+    return batch
   }
 
   /** Number of batches taken so far. */
@@ -147,25 +167,12 @@ export function* lmEvaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize:
       const B = group.length
       const lengths = new Int32Array(B)
       for (let b = 0; b < B; b++) lengths[b] = Math.max(0, Math.min(window, lmLength(group[b]) - offset))
-      const T = Math.max(...lengths)
-      const inputs = new Int32Array(B * T)
-      const targets = new Int32Array(B * T)
-      const reverse = bidirectional ? { inputs: new Int32Array(B * T), targets: new Int32Array(B * T) } : undefined
-      let tokens = 0
-      for (let b = 0; b < B; b++) {
-        const n = lengths[b]
-        if (n === 0) continue
-        const ids = group[b].ids
-        inputs.set(ids.subarray(offset, offset + n), b * T)
-        targets.set(ids.subarray(offset + 1, offset + 1 + n), b * T)
-        if (reverse !== undefined) {
-          const rev = reverseIds(ids)
-          reverse.inputs.set(rev.subarray(offset, offset + n), b * T)
-          reverse.targets.set(rev.subarray(offset + 1, offset + 1 + n), b * T)
-        }
-        tokens += n
-      }
-      yield { size: B, steps: T, inputs, targets, lengths, continues: new Uint8Array(B).fill(offset > 0 ? 1 : 0), reverse, tokens }
+      yield windowBatch(
+        group.map((d) => ({ ids: d.ids, offset })),
+        lengths,
+        new Uint8Array(B).fill(offset > 0 ? 1 : 0),
+        bidirectional
+      )
     }
   }
 }
