@@ -40,11 +40,13 @@ export const lmLength = (doc: EncodedDoc): number => doc.ids.length - 1
 
 /** The reverse LM sequence's ids: words reversed, EOS kept last (spec A1.4). */
 export function reverseIds(ids: Int32Array): Int32Array {
-  const n = ids.length
-  const out = new Int32Array(n)
-  for (let i = 0; i < n - 1; i++) out[i] = ids[n - 2 - i]
-  out[n - 1] = ids[n - 1]
-  return out
+  return Int32Array.from({ length: ids.length }, (_, p) => reversedAt(ids, p))
+}
+
+/** Position p of reverseIds(ids), without building it (a long document is read one window at a time). */
+const reversedAt = (ids: Int32Array, p: number): number => {
+  const last = ids.length - 1
+  return p < last ? ids[last - 1 - p] : ids[last]
 }
 
 /**
@@ -70,9 +72,10 @@ function windowBatch(
     inputs.set(ids.subarray(offset, offset + n), b * T)
     targets.set(ids.subarray(offset + 1, offset + 1 + n), b * T)
     if (reverse !== undefined) {
-      const rev = reverseIds(ids)
-      reverse.inputs.set(rev.subarray(offset, offset + n), b * T)
-      reverse.targets.set(rev.subarray(offset + 1, offset + 1 + n), b * T)
+      for (let t = 0; t < n; t++) {
+        reverse.inputs[b * T + t] = reversedAt(ids, offset + t)
+        reverse.targets[b * T + t] = reversedAt(ids, offset + 1 + t)
+      }
     }
     tokens += n
   }
