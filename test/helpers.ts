@@ -38,6 +38,16 @@ export function randomFloats(n: number, random: Rng, lo = -1, hi = 1): Float32Ar
   return out
 }
 
+/** Replace the named parameters (biases, typically) with uniform values in [−0.5, 0.5), so every gate matters. */
+export function withRandomBiases(params: Record<string, tf.Tensor>, names: ReadonlyArray<string>, random: Rng): Record<string, tf.Tensor> {
+  for (const name of names) {
+    const old = params[name]
+    params[name] = tf.tensor(randomFloats(old.size, random, -0.5, 0.5), old.shape)
+    old.dispose()
+  }
+  return params
+}
+
 /** A random tensor of the given shape from a deterministic stream. */
 export function randomTensor(shape: Array<number>, seed: number, ...keys: Array<string | number>): tf.Tensor {
   const size = shape.reduce((a, b) => a * b, 1)

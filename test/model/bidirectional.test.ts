@@ -16,7 +16,7 @@ import { reverseIds } from "../../src/stages/lm-batch.ts"
 import { classificationLoss, klDivergence } from "../../src/stages/loss.ts"
 import { adversarialPerturbation, gaussian, randomPerturbation, virtualAdversarialPerturbation } from "../../src/stages/perturbation.ts"
 import { DEFAULT_PERTURBATION, embeddingTable, prefixState, trainStep, type Method, type StepOptions } from "../../src/stages/train.ts"
-import { expectClose, initBackend, randomFloats, useBackend, values } from "../helpers.ts"
+import { expectClose, initBackend, useBackend, values, withRandomBiases } from "../helpers.ts"
 
 useBackend("cpu")
 
@@ -32,14 +32,7 @@ const shape: ModelShape = { vocabSize: V, embeddingDim: D, lstmUnits: H, hiddenU
 
 /** Bidirectional params with random LSTM biases (so the two LSTMs, and every gate, clearly differ). */
 function biParams(seed: number, s: ModelShape = shape): Record<string, tf.Tensor> {
-  const params = initialParams(s, rng(seed, "init"))
-  const random = rng(seed, "bi-biases")
-  for (const name of ["lstm/bias", "lstmReverse/bias", "head/hiddenBias"]) {
-    const old = params[name]
-    params[name] = tf.tensor(randomFloats(old.size, random, -0.5, 0.5), old.shape)
-    old.dispose()
-  }
-  return params
+  return withRandomBiases(initialParams(s, rng(seed, "init")), ["lstm/bias", "lstmReverse/bias", "head/hiddenBias"], rng(seed, "bi-biases"))
 }
 
 /** Documents: `lengths[i]` words (ids 0 … V−2) then EOS. */

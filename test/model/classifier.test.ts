@@ -24,7 +24,7 @@ import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
 import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
 import { setSimdGates } from "../../src/engine/gates.ts"
-import { expectClose, initBackend, maxRelativeError, randomFloats, take, useBackend, values } from "../helpers.ts"
+import { expectClose, initBackend, maxRelativeError, randomFloats, take, useBackend, values, withRandomBiases } from "../helpers.ts"
 
 useBackend("cpu")
 
@@ -32,14 +32,7 @@ const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
 
 /** A tiny model with random (nonzero) biases so every gate matters. */
 function tinyParams(shape: ModelShape, seed: number): Record<string, tf.Tensor> {
-  const params = initialParams(shape, rng(seed, "init"))
-  const random = rng(seed, "biases")
-  for (const name of ["lstm/bias", "head/hiddenBias", "head/outputBias"]) {
-    const old = params[name]
-    params[name] = tf.tensor(randomFloats(old.size, random, -0.5, 0.5), old.shape)
-    old.dispose()
-  }
-  return params
+  return withRandomBiases(initialParams(shape, rng(seed, "init")), ["lstm/bias", "head/hiddenBias", "head/outputBias"], rng(seed, "biases"))
 }
 
 /** Plain-JS BasicLSTMCell (gates i, j, f, o; forget bias 0) over one sequence x[t][d], from state (c, h). */

@@ -1,5 +1,5 @@
 /** A tiny generated sentiment-like dataset: the class is decided by which cue words a sentence contains. */
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { rng } from "../../src/random.ts"
@@ -58,4 +58,15 @@ export function tinyConfig(dataDir: string, overrides: ConfigInput = {}): Config
     }
   }
   return resolveConfig(deepMerge(base, overrides))
+}
+
+/** A run's metrics.jsonl records without their wall-clock throughput fields (the rest must be reproducible). */
+export function metricLines(runDir: string): Array<Record<string, unknown>> {
+  return readFileSync(join(runDir, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => {
+      const { tokensPerSecond: _t, examplesPerSecond: _e, ...rest } = JSON.parse(l) as Record<string, unknown>
+      return rest
+    })
 }

@@ -20,7 +20,7 @@ import { pretrainedDir, pretrainedNames, restorePretrained } from "../../src/pip
 import { runPipeline, type RunOutcome, type StopSignal } from "../../src/pipeline/run.ts"
 import { rng } from "../../src/random.ts"
 import { useBackend, values } from "../helpers.ts"
-import { tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
+import { metricLines, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 useBackend("cpu")
 
@@ -43,15 +43,6 @@ const pretrain = (config: Config, runDir: string, extra: { resume?: boolean; sto
 const classify = (config: Config, runDir: string, extra: { resume?: boolean; progress?: Progress } = {}) =>
   Effect.runPromise(runPipeline(config, { runDir, progress: silentProgress, ...extra }))
 
-/** Metric lines without the timing field. */
-const metricLines = (runDir: string) =>
-  readFileSync(join(runDir, "metrics.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => {
-      const { tokensPerSecond: _t, examplesPerSecond: _e, ...rest } = JSON.parse(l) as Record<string, unknown>
-      return rest
-    })
 
 /** A progress that records lines and asks the run to stop once the status line of step `stopAt` appears. */
 function recordingProgress(stopAt?: { step: number; stop: StopSignal }): Progress & { readonly lines: Array<string> } {

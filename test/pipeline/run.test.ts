@@ -6,19 +6,11 @@ import { readCheckpoint } from "../../src/model/checkpoint.ts"
 import { silentProgress } from "../../src/pipeline/progress.ts"
 import { runPipeline, type RunOutcome, type StopSignal } from "../../src/pipeline/run.ts"
 import type { Config } from "../../src/pipeline/config.ts"
-import { tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
+import { metricLines, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 const run = (config: Config, runDir: string, extra: { resume?: boolean; stop?: StopSignal; onStep?: (m: { step: number }) => void } = {}) =>
   Effect.runPromise(runPipeline(config, { runDir, progress: silentProgress, ...extra }))
 
-const metricLines = (runDir: string) =>
-  readFileSync(join(runDir, "metrics.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => {
-      const { examplesPerSecond: _, ...rest } = JSON.parse(l) as Record<string, unknown>
-      return rest
-    })
 
 describe("pipeline end to end", () => {
   const data = writeTinyDataset(tempDir())
