@@ -54,6 +54,14 @@ export function randomTensor(shape: Array<number>, seed: number, ...keys: Array<
   return tf.tensor(randomFloats(size, rng(seed, "test-tensor", ...keys)), shape)
 }
 
+/** max |a − b|; arrays of different lengths are infinitely apart. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+  return m
+}
+
 /** max |a − b| / max(1, |b|) — relative error with an absolute floor. */
 export function maxRelativeError(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1): number {
   if (a.length !== b.length) return Infinity

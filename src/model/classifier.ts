@@ -259,9 +259,17 @@ export interface HeadOutput {
   readonly hidden: tf.Tensor2D
 }
 
+/**
+ * `model.centeredHead` (not in the paper): a constant [F] the head subtracts from the features, fixed at the mean
+ * initial feature over the training documents. Never trained (no gradient, so Adam and the EMA leave it as is).
+ */
+export const FEATURE_MEAN = "head/featureMean"
+
 /** Classifier head (spec A2.3) on the LSTM output at the last valid step. */
 export function head(params: Params, features: tf.Tensor2D): HeadOutput {
-  const hidden = tf.relu(tf.add(tf.matMul(features, params["head/hiddenKernel"] as tf.Tensor2D), params["head/hiddenBias"])) as tf.Tensor2D
+  const mean = params[FEATURE_MEAN]
+  const input = mean === undefined ? features : (tf.sub(features, mean) as tf.Tensor2D)
+  const hidden = tf.relu(tf.add(tf.matMul(input, params["head/hiddenKernel"] as tf.Tensor2D), params["head/hiddenBias"])) as tf.Tensor2D
   const logits = tf.add(tf.matMul(hidden, params["head/outputKernel"] as tf.Tensor2D), params["head/outputBias"]) as tf.Tensor2D
   return { logits, hidden }
 }

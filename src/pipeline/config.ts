@@ -60,7 +60,8 @@ const Config = type({
     hiddenUnits: "number.integer >= 1",
     embeddingKeepProb: "0 < number <= 1",
     normalizeEmbeddings: "boolean",
-    bidirectional: "boolean"
+    bidirectional: "boolean",
+    centeredHead: "boolean"
   },
   lm: {
     "+": "reject",
@@ -113,7 +114,7 @@ export const DEFAULTS: Config = {
     window: 400
   },
   unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
-  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false },
+  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false, centeredHead: false },
   lm: { candidateSamples: 1024, validationDocs: 0 },
   train: {
     steps: 10_000,

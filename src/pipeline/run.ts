@@ -13,12 +13,12 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeF
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
 import { NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
-import { initialParams, type ModelShape } from "../model/classifier.ts"
+import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
-import { evaluate, evaluatePerturbationLosses, type Evaluation } from "../stages/evaluate.ts"
+import { evaluate, evaluatePerturbationLosses, type Evaluation, meanFeature } from "../stages/evaluate.ts"
 import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import type { Config } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
@@ -156,7 +156,7 @@ export const optimizerConfig = (config: Config): OptimizerConfig => ({
 })
 
 /** Model and optimizer state: fresh from the seed, or restored from the run dir's checkpoint. Released on scope close. */
-function acquireState(config: Config, data: PreparedData, runDir: string, resume: boolean, log: (line: string) => void) {
+function acquireState(config: Config, data: PreparedData, frequencies: tf.Tensor1D, runDir: string, resume: boolean, log: (line: string) => void) {
   return Effect.acquireRelease(
     Effect.try({
       try: (): { state: TrainState; priorWallSeconds: number } => {
@@ -179,6 +179,12 @@ function acquireState(config: Config, data: PreparedData, runDir: string, resume
               tf.dispose(Object.values(initial))
               throw error
             }
+          }
+          if (config.model.centeredHead) {
+            const batches = evaluationBatches(data.train, config.train.evalBatchSize, config.data.window, config.model.bidirectional)
+            initial[FEATURE_MEAN] = meanFeature(initial, frequencies, batches, { normalizeEmbeddings: config.model.normalizeEmbeddings })
+            const rms = Math.sqrt(tf.mean(tf.square(initial[FEATURE_MEAN])).dataSync()[0])
+            log(`centered head: features minus their initial mean over the ${data.train.length} training documents (rms ${rms.toFixed(3)})`)
           }
           const state = createTrainState(initial)
           tf.dispose(Object.values(initial))
@@ -240,7 +246,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
           `${data.unlabeled.length} unlabeled; vocabulary ${data.vocabulary.size}; classes ${data.classes.join("/")}` +
           (skipped ? `; skipped (no in-vocabulary word): ${skipped}` : "")
       )
-      const { state, priorWallSeconds } = yield* acquireState(config, data, runDir, resume, (l) => progress.line(l))
+      const { state, priorWallSeconds } = yield* acquireState(config, data, frequencies, runDir, resume, (l) => progress.line(l))
       const startStep = state.step
       const totalSteps = config.train.steps
       const stepOptions: StepOptions = {

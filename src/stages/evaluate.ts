@@ -54,6 +54,28 @@ export function evaluate(
   return { examples, accuracy, error: 1 - accuracy, loss: examples === 0 ? 0 : lossSum / examples }
 }
 
+/** The mean feature (LSTM output at the EOS, no dropout) over the batches' documents. */
+export function meanFeature(params: Params, frequencies: tf.Tensor1D, batches: ReadonlyArray<Batch>, options: { readonly normalizeEmbeddings: boolean }): tf.Tensor1D {
+  let sum: tf.Tensor1D | undefined
+  let examples = 0
+  withTable(params, frequencies, options.normalizeEmbeddings, (table) => {
+    for (const batch of batches) {
+      const next = tf.tidy(() => {
+        const tensors = batchTensors(batch)
+        const batchSum = tf.sum(features(params, embed(table, tensors.ids, undefined), batch.lengths, prefixState(params, table, batch, undefined), "none"), 0)
+        return sum === undefined ? batchSum : tf.add(sum, batchSum)
+      }) as tf.Tensor1D
+      sum?.dispose()
+      sum = next
+      examples += batch.size
+    }
+  })
+  if (sum === undefined) throw new Error("meanFeature needs at least one document")
+  const mean = tf.div(sum, examples) as tf.Tensor1D
+  sum.dispose()
+  return mean
+}
+
 export interface PerturbationEvaluation {
   /** Mean ℓ(e + r_adv) at ε (paper Figure 2a). */
   readonly adversarialLoss: number

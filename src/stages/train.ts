@@ -18,6 +18,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { tidy } from "../engine/tidy.ts"
 import {
   EMBEDDING,
+  FEATURE_MEAN,
   embed,
   embeddingDropoutMask,
   features,
@@ -115,7 +116,7 @@ export interface StepMetrics {
 export type StepResult = { readonly ok: true; readonly metrics: StepMetrics } | { readonly ok: false; readonly loss: number; readonly step: number }
 
 /** Names of the parameters that the LSTM/head passes differentiate directly (all but the embedding). */
-const modelParamNames = (params: Params) => Object.keys(params).filter((n) => n !== EMBEDDING)
+const modelParamNames = (params: Params) => Object.keys(params).filter((n) => n !== EMBEDDING && n !== FEATURE_MEAN)
 
 interface TermGradients {
   readonly value: number

@@ -5,12 +5,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
-import { embed, initialParams, lstm, type ModelShape } from "../../src/model/classifier.ts"
+import { embed, FEATURE_MEAN, features, head, initialParams, lstm, type ModelShape } from "../../src/model/classifier.ts"
 import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { evaluationBatches, makeBatch, type EncodedDoc, type StepBatches } from "../../src/stages/batch.ts"
-import { evaluate } from "../../src/stages/evaluate.ts"
+import { evaluate, meanFeature } from "../../src/stages/evaluate.ts"
 import {
   DEFAULT_PERTURBATION,
   embeddingTable,
@@ -21,7 +21,7 @@ import {
   type Method,
   type StepOptions
 } from "../../src/stages/train.ts"
-import { initBackend, values } from "../helpers.ts"
+import { initBackend, maxAbsDiff, values } from "../helpers.ts"
 
 const V = 12
 const EOS_ID = V - 1
@@ -133,6 +133,43 @@ for (const engine of engines) {
         expect(windowed.error).toBeCloseTo(1 - windowed.accuracy, 12)
         expect(windowed.loss).toBeCloseTo(whole.loss, 5)
         expect(evaluate(state.params, frequencies, [], { normalizeEmbeddings: true })).toEqual({ examples: 0, accuracy: 0, error: 1, loss: 0 })
+      } finally {
+        disposeTrainState(state)
+      }
+    })
+
+    test("centered head: featureMean is the mean feature (windows and prefixes included), the head subtracts it, and training never changes it", () => {
+      const initial = initialParams(shape, rng(8, "init"))
+      const mean = meanFeature(initial, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: true })
+      // One document at a time, whole (no window): the same average.
+      const perDoc = evaluationBatches(labeled, 1, 1000).map((b) =>
+        tf.tidy(() => {
+          const table = embeddingTable(initial, frequencies, true)
+          return values(features(initial, embed(table, tf.tensor2d(b.ids, [1, b.steps], "int32"), undefined), b.lengths, undefined, "none"))
+        })
+      )
+      const expected = perDoc[0].map((_, k) => perDoc.reduce((a, f) => a + f[k], 0) / perDoc.length)
+      expect(maxAbsDiff(values(mean), expected)).toBeLessThan(1e-5)
+
+      const f = tf.tensor2d([0.3, -0.2, 0.5, 0.1, 0.9, -0.4, 0.2, 0.0, -0.7, 0.6], [2, 5])
+      const centered = head({ ...initial, [FEATURE_MEAN]: mean }, f)
+      const manual = head(initial, tf.sub(f, mean) as tf.Tensor2D)
+      expect(maxAbsDiff(values(centered.logits), values(manual.logits))).toBeLessThan(1e-6)
+      expect(maxAbsDiff(values(centered.logits), values(head(initial, f).logits))).toBeGreaterThan(1e-4)
+
+      initial[FEATURE_MEAN] = mean
+      const state = createTrainState(initial)
+      tf.dispose([f, centered.logits, centered.hidden, manual.logits, manual.hidden, ...Object.values(initial)])
+      const before = snapshot(state)
+      try {
+        for (const b of stepBatchesFor(5)) {
+          const r = trainStep(state, b, frequencies, { ...options, method: "adversarial" })
+          if (!r.ok) throw new Error("non-finite loss")
+        }
+        const after = snapshot(state)
+        expect(after[FEATURE_MEAN]).toEqual(before[FEATURE_MEAN])
+        expect(values(state.ema[FEATURE_MEAN])).toEqual(before[FEATURE_MEAN])
+        expect(maxAbsDiff(after["head/hiddenKernel"], before["head/hiddenKernel"])).toBeGreaterThan(1e-4)
       } finally {
         disposeTrainState(state)
       }

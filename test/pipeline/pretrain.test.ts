@@ -19,7 +19,7 @@ import { silentProgress, type Progress } from "../../src/pipeline/progress.ts"
 import { pretrainedDir, pretrainedNames, restorePretrained } from "../../src/pipeline/restore.ts"
 import { runPipeline, type RunOutcome, type StopSignal } from "../../src/pipeline/run.ts"
 import { rng } from "../../src/random.ts"
-import { useBackend, values } from "../helpers.ts"
+import { maxAbsDiff, useBackend, values } from "../helpers.ts"
 import { metricLines, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 useBackend("cpu")
@@ -63,12 +63,6 @@ const tensorValues = (c: LoadedCheckpoint, key: string) => {
   const t = c.tensors.get(key)
   if (t === undefined) throw new Error(`checkpoint has no ${key}`)
   return values(t)
-}
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  expect(a.length).toBe(b.length)
-  let m = 0
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
-  return m
 }
 
 /** The classifier shape tinyConfig builds for `vocabSize` words. */
