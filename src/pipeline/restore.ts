@@ -14,8 +14,12 @@ import { PretrainedMismatch } from "../errors.ts"
 import { EMBEDDING } from "../model/classifier.ts"
 import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
 
+/** What a classifier takes from a pretraining run: the paper's embedding and LSTM(s), or the embedding alone (ablation). */
+export type PretrainedParts = "embedding+lstm" | "embedding"
+
 /** The parameter names a classifier takes from a pretraining run. */
-export function pretrainedNames(bidirectional: boolean): Array<string> {
+export function pretrainedNames(bidirectional: boolean, parts: PretrainedParts = "embedding+lstm"): Array<string> {
+  if (parts === "embedding") return [EMBEDDING]
   const lstm = (prefix: string) => [`${prefix}/inputKernel`, `${prefix}/recurrentKernel`, `${prefix}/bias`]
   return [EMBEDDING, ...lstm("lstm"), ...(bidirectional ? lstm("lstmReverse") : [])]
 }
@@ -27,7 +31,13 @@ export const pretrainedDir = (template: string, seed: number): string => templat
  * Replace the pretrained entries of `params` (fresh initial values, owned by the caller) with the run's raw weights.
  * Returns the names restored. Throws PretrainedMismatch with a readable message on any mismatch.
  */
-export function restorePretrained(params: Record<string, tf.Tensor>, runDir: string, vocabulary: ReadonlyArray<string>, bidirectional: boolean): Array<string> {
+export function restorePretrained(
+  params: Record<string, tf.Tensor>,
+  runDir: string,
+  vocabulary: ReadonlyArray<string>,
+  bidirectional: boolean,
+  parts: PretrainedParts = "embedding+lstm"
+): Array<string> {
   const fail = (why: string) => new PretrainedMismatch({ message: `cannot restore pretrained weights from ${runDir}: ${why}` })
   const path = join(runDir, CHECKPOINT)
   if (!existsSync(path)) throw fail(`there is no ${CHECKPOINT} in it. Run the pretraining config first (bun run pipeline configs/<dataset>-pretrain.ts --run-dir ${runDir}).`)
@@ -49,7 +59,7 @@ export function restorePretrained(params: Record<string, tf.Tensor>, runDir: str
           `). Pretrain with the same dataset, seed, data and unlabeled settings as the classifier (a "{seed}" in pretrained names one run per seed).`
       )
     }
-    const names = pretrainedNames(bidirectional)
+    const names = pretrainedNames(bidirectional, parts)
     for (const name of names) {
       const value = loaded.get(`params/${name}`)
       if (value === undefined) {

@@ -173,7 +173,7 @@ function acquireState(config: Config, data: PreparedData, frequencies: tf.Tensor
           if (config.pretrained !== "") {
             const from = pretrainedDir(config.pretrained, config.seed)
             try {
-              const names = restorePretrained(initial, from, data.vocabulary.words, config.model.bidirectional)
+              const names = restorePretrained(initial, from, data.vocabulary.words, config.model.bidirectional, config.pretrainedParts)
               log(`restored pretrained ${names.join(", ")} from ${from} (raw weights; LM head, optimizer, EMA and step not restored)`)
             } catch (error) {
               tf.dispose(Object.values(initial))

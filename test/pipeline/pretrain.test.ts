@@ -215,6 +215,13 @@ describe("restoring a pretraining run into a classifier", () => {
         expect(maxAbsDiff(values(params[name]), values(fresh[name]))).toBeGreaterThan(1e-4)
       }
       for (const name of Object.keys(fresh).filter((n) => n.startsWith("head/"))) expect(values(params[name])).toEqual(values(fresh[name]))
+
+      // pretrainedParts "embedding": the embedding only; the LSTM keeps its fresh initialization.
+      const embeddingOnly = initialParams(shape, rng(3, "init"))
+      expect(restorePretrained(embeddingOnly, lmDir, words, false, "embedding")).toEqual(["embedding"])
+      expect(values(embeddingOnly.embedding)).toEqual(tensorValues(lm, "params/embedding"))
+      for (const name of Object.keys(fresh).filter((n) => n !== "embedding")) expect(values(embeddingOnly[name])).toEqual(values(fresh[name]))
+      tf.dispose(Object.values(embeddingOnly))
     } finally {
       disposeCkpt(lm)
       tf.dispose([...Object.values(params), ...Object.values(fresh)])
