@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test"
-import { applyOverrides, DEFAULTS, resolveConfig } from "../../src/pipeline/config.ts"
+import { readdirSync } from "node:fs"
+import { join } from "node:path"
+import { applyOverrides, DEFAULTS, loadConfigFile, resolveConfig } from "../../src/pipeline/config.ts"
 import rt from "../../configs/rt.ts"
 import rtCpu from "../../configs/rt-cpu.ts"
 
@@ -13,6 +15,16 @@ const messageOf = (f: () => unknown): string => {
 }
 
 describe("config", () => {
+  test("every shipped config in configs/ loads and validates", async () => {
+    const dir = join(import.meta.dir, "../../configs")
+    const files = readdirSync(dir).filter((f) => f.endsWith(".ts"))
+    expect(files.length).toBeGreaterThan(5)
+    for (const file of files) {
+      const config = await loadConfigFile(join(dir, file), [])
+      expect(config.name.length).toBeGreaterThan(0)
+    }
+  })
+
   test("defaults fill what a config leaves out", () => {
     const c = resolveConfig({ seed: 4 })
     expect(c.seed).toBe(4)
