@@ -115,7 +115,7 @@ export interface StepMetrics {
 
 export type StepResult = { readonly ok: true; readonly metrics: StepMetrics } | { readonly ok: false; readonly loss: number; readonly step: number }
 
-/** Names of the parameters that the LSTM/head passes differentiate directly (all but the embedding). */
+/** Names of the parameters that the LSTM/head passes differentiate directly (all but the embedding and the centered head's constant). */
 const modelParamNames = (params: Params) => Object.keys(params).filter((n) => n !== EMBEDDING && n !== FEATURE_MEAN)
 
 interface TermGradients {

@@ -38,6 +38,26 @@ describe("pipeline end to end", () => {
     for (const t of ckpt.tensors.values()) t.dispose()
   })
 
+  test("model.centeredHead: the run stores the mean initial feature as head/featureMean, a constant through training and resume, and still learns", async () => {
+    const runDir = join(tempDir(), "centered")
+    const config = tinyConfig(data, { model: { centeredHead: true }, train: { steps: 40 } })
+    const lines: Array<string> = []
+    const progress = { ...silentProgress, line: (l: string) => void lines.push(l) }
+    expect((await Effect.runPromise(runPipeline(config, { runDir, progress }))).status).toBe("completed")
+    expect(lines.some((l) => l.startsWith("centered head: features minus their initial mean over the "))).toBe(true)
+    const ckpt = readCheckpoint(join(runDir, "checkpoint.ckpt"))
+    const mean = Array.from(ckpt.tensors.get("params/head/featureMean")!.dataSync())
+    expect(mean).toHaveLength(24)
+    expect(Array.from(ckpt.tensors.get("ema/head/featureMean")!.dataSync())).toEqual(mean)
+    expect(mean.some((x) => Math.abs(x) > 1e-4)).toBe(true)
+    for (const t of ckpt.tensors.values()) t.dispose()
+    expect(JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8")).testAccuracy).toBeGreaterThan(0.9)
+    expect((await run({ ...config, train: { ...config.train, steps: 45 } }, runDir, { resume: true })).status).toBe("completed")
+    const resumed = readCheckpoint(join(runDir, "checkpoint.ckpt"))
+    expect(Array.from(resumed.tensors.get("params/head/featureMean")!.dataSync())).toEqual(mean)
+    for (const t of resumed.tensors.values()) t.dispose()
+  })
+
   test("same seed, same numbers; a stop + --resume reaches the uninterrupted run's final numbers exactly", async () => {
     const config = tinyConfig(data, { train: { steps: 24, checkpointEvery: 5 } })
     const straight = join(tempDir(), "straight")
