@@ -14,6 +14,7 @@ import { CHECKPOINT, readCheckpoint } from "../src/model/checkpoint.ts"
 import { loadConfigFile } from "../src/pipeline/config.ts"
 import { prepareData } from "../src/pipeline/data.ts"
 import { pretrainedDir, restorePretrained } from "../src/pipeline/restore.ts"
+import { modelShapeOf } from "../src/pipeline/run.ts"
 import { rng } from "../src/random.ts"
 import { evaluationBatches, type EncodedDoc } from "../src/stages/batch.ts"
 import { batchTensors, embeddingTable, prefixState } from "../src/stages/train.ts"
@@ -26,18 +27,7 @@ const config = await loadConfigFile(resolve(configPath), [`seed=${option("--seed
 await Effect.runPromise(selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm }))
 const data = await Effect.runPromise(prepareData(config, { dataDir: option("--data-dir")[0] ?? "../shared/data", download: false }, () => {}))
 const frequencies = tf.tensor1d(data.vocabulary.frequencies())
-const fresh = () =>
-  initialParams(
-    {
-      vocabSize: data.vocabulary.size,
-      embeddingDim: config.model.embeddingDim,
-      lstmUnits: config.model.lstmUnits,
-      hiddenUnits: config.model.hiddenUnits,
-      numClasses: data.classes.length,
-      bidirectional: config.model.bidirectional
-    },
-    rng(config.seed, "init")
-  )
+const fresh = () => initialParams(modelShapeOf(config, data), rng(config.seed, "init"))
 
 /** [docs × features] at each document's EOS (no dropout), and the labels in the same order. */
 function featureMatrix(params: Record<string, tf.Tensor>, docs: ReadonlyArray<EncodedDoc>): { x: tf.Tensor2D; y: Float32Array } {
@@ -83,8 +73,14 @@ function probe(name: string, params: Record<string, tf.Tensor>) {
       for (let i = 0; i < logits.length; i++) if ((logits[i] > 0 ? 1 : 0) !== labels[i]) wrong++
       return ((100 * wrong) / logits.length).toFixed(2)
     }
-    const rms = Math.sqrt(tf.mean(tf.square(train.x)).dataSync()[0])
-    console.log(`${name}: feature rms ${rms.toFixed(3)}, probe train error ${error(xs, train.y)}%, test error ${error(xt, test.y)}%`)
+    const energy = tf.mean(tf.square(train.x)).dataSync()[0]
+    // How much of the features' energy differs between documents (1 − ‖mean‖²/E‖f‖²): near 0, every document looks
+    // alike to the head, so a ReLU unit is on for all of them or off (dead) for all.
+    const varying = tf.mean(variance).dataSync()[0] / energy
+    console.log(
+      `${name}: feature rms ${Math.sqrt(energy).toFixed(3)}, varying share ${varying.toFixed(3)}, ` +
+        `probe train error ${error(xs, train.y)}%, test error ${error(xt, test.y)}%`
+    )
     optimizer.dispose()
     tf.dispose([w, b])
   })

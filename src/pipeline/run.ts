@@ -155,21 +155,23 @@ export const optimizerConfig = (config: Config): OptimizerConfig => ({
   emaDecay: config.train.emaDecay
 })
 
+/** The classifier's shape for a config and its prepared data. */
+export const modelShapeOf = (config: Config, data: PreparedData): ModelShape => ({
+  vocabSize: data.vocabulary.size,
+  embeddingDim: config.model.embeddingDim,
+  lstmUnits: config.model.lstmUnits,
+  hiddenUnits: config.model.hiddenUnits,
+  numClasses: data.classes.length,
+  bidirectional: config.model.bidirectional
+})
+
 /** Model and optimizer state: fresh from the seed, or restored from the run dir's checkpoint. Released on scope close. */
 function acquireState(config: Config, data: PreparedData, frequencies: tf.Tensor1D, runDir: string, resume: boolean, log: (line: string) => void) {
   return Effect.acquireRelease(
     Effect.try({
       try: (): { state: TrainState; priorWallSeconds: number } => {
         if (!resume) {
-          const shape: ModelShape = {
-            vocabSize: data.vocabulary.size,
-            embeddingDim: config.model.embeddingDim,
-            lstmUnits: config.model.lstmUnits,
-            hiddenUnits: config.model.hiddenUnits,
-            numClasses: data.classes.length,
-            bidirectional: config.model.bidirectional
-          }
-          const initial = initialParams(shape, rng(config.seed, "init"))
+          const initial = initialParams(modelShapeOf(config, data), rng(config.seed, "init"))
           if (config.pretrained !== "") {
             const from = pretrainedDir(config.pretrained, config.seed)
             try {
