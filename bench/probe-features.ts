@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { join, resolve } from "node:path"
 import { selectBackend } from "../src/engine/backend.ts"
-import { embed, features, initialParams } from "../src/model/classifier.ts"
+import { initialParams } from "../src/model/classifier.ts"
 import { CHECKPOINT, readCheckpoint } from "../src/model/checkpoint.ts"
 import { loadConfigFile } from "../src/pipeline/config.ts"
 import { prepareData } from "../src/pipeline/data.ts"
@@ -17,7 +17,8 @@ import { pretrainedDir, restorePretrained } from "../src/pipeline/restore.ts"
 import { modelShapeOf } from "../src/pipeline/run.ts"
 import { rng } from "../src/random.ts"
 import { evaluationBatches, type EncodedDoc } from "../src/stages/batch.ts"
-import { batchTensors, embeddingTable, prefixState } from "../src/stages/train.ts"
+import { cleanFeatures, withTable } from "../src/stages/evaluate.ts"
+import { batchTensors } from "../src/stages/train.ts"
 
 const args = process.argv.slice(2)
 const option = (name: string) => args.flatMap((a, i) => (a === name ? [args[i + 1]] : []))
@@ -31,21 +32,13 @@ const fresh = () => initialParams(modelShapeOf(config, data), rng(config.seed, "
 
 /** [docs × features] at each document's EOS (no dropout), and the labels in the same order. */
 function featureMatrix(params: Record<string, tf.Tensor>, docs: ReadonlyArray<EncodedDoc>): { x: tf.Tensor2D; y: Float32Array } {
-  const table = tf.keep(embeddingTable(params, frequencies, config.model.normalizeEmbeddings))
-  const rows: Array<tf.Tensor2D> = []
-  const labels: Array<number> = []
-  for (const batch of evaluationBatches(docs, 256, config.data.window, config.model.bidirectional)) {
-    rows.push(
-      tf.tidy(() => {
-        const t = batchTensors(batch)
-        return features(params, embed(table, t.ids, undefined), batch.lengths, prefixState(params, table, batch, undefined), "none")
-      })
-    )
-    labels.push(...batch.labels)
-  }
+  const batches = evaluationBatches(docs, 256, config.data.window, config.model.bidirectional)
+  const rows = withTable(params, frequencies, config.model.normalizeEmbeddings, (table) =>
+    batches.map((batch) => tf.tidy(() => cleanFeatures(params, table, batch, batchTensors(batch).ids)))
+  )
   const x = tf.concat(rows) as tf.Tensor2D
-  tf.dispose([...rows, table])
-  return { x, y: Float32Array.from(labels) }
+  tf.dispose(rows)
+  return { x, y: Float32Array.from(batches.flatMap((b) => Array.from(b.labels))) }
 }
 
 function probe(name: string, params: Record<string, tf.Tensor>) {

@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { PretrainedMismatch } from "../errors.ts"
 import { EMBEDDING } from "../model/classifier.ts"
 import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
+import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 
 /** What a classifier takes from a pretraining run: the paper's embedding and LSTM(s), or the embedding alone (ablation). */
 export type PretrainedParts = "embedding+lstm" | "embedding"
@@ -51,11 +52,11 @@ export function restorePretrained(
   try {
     const words = ckpt.meta.vocabulary as Array<string> | undefined
     if (words === undefined) throw fail("its checkpoint has no vocabulary.")
-    if (words.length !== vocabulary.length || words.some((w, i) => w !== vocabulary[i])) {
-      const first = words.findIndex((w, i) => w !== vocabulary[i])
+    const first = firstVocabularyDifference(words, vocabulary)
+    if (first >= 0) {
       throw fail(
         `its vocabulary (${words.length} words) differs from the one this config builds (${vocabulary.length} words` +
-          (first >= 0 && first < vocabulary.length ? `; first difference at #${first}: "${words[first]}" vs "${vocabulary[first]}"` : "") +
+          (first < words.length && first < vocabulary.length ? `; first difference at #${first}: "${words[first]}" vs "${vocabulary[first]}"` : "") +
           `). Pretrain with the same dataset, seed, data and unlabeled settings as the classifier (a "{seed}" in pretrained names one run per seed).`
       )
     }

@@ -20,6 +20,7 @@ import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
 import { evaluate, evaluatePerturbationLosses, type Evaluation, meanFeature } from "../stages/evaluate.ts"
 import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
+import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import type { Config } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { formatDuration, type Progress } from "./progress.ts"
@@ -119,23 +120,23 @@ export function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<vo
 }
 
 /**
- * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
- * dropped first, so the log matches an uninterrupted run.
- */
-/**
  * The run dir's checkpoint, for `--resume`: refused (its tensors disposed) when its vocabulary is not the one the
  * data builds now, since every id would then mean another word.
  */
 export function readRunCheckpoint(runDir: string, vocabulary: ReadonlyArray<string>): LoadedCheckpoint {
   const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
   const words = ckpt.meta.vocabulary as Array<string> | undefined
-  if (words === undefined || words.length !== vocabulary.length || words.some((w, i) => w !== vocabulary[i])) {
+  if (words === undefined || firstVocabularyDifference(words, vocabulary) >= 0) {
     for (const t of ckpt.tensors.values()) t.dispose()
     throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
   }
   return ckpt
 }
 
+/**
+ * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
+ * dropped first, so the log matches an uninterrupted run.
+ */
 export function metricsLog(runDir: string, resume: boolean, startStep: number): (record: Record<string, unknown>) => void {
   const path = join(runDir, "metrics.jsonl")
   if (resume && existsSync(path)) {

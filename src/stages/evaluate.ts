@@ -18,13 +18,18 @@ export interface Evaluation {
 }
 
 /** Run `body` with the (normalized) embedding table computed once for a whole evaluation pass. */
-function withTable<A>(params: Params, frequencies: tf.Tensor1D, normalize: boolean, body: (table: tf.Tensor2D) => A): A {
+export function withTable<A>(params: Params, frequencies: tf.Tensor1D, normalize: boolean, body: (table: tf.Tensor2D) => A): A {
   const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, normalize)))
   try {
     return body(table)
   } finally {
     if (table !== params["embedding"]) table.dispose()
   }
+}
+
+/** A batch's features as evaluation sees them: no dropout, no perturbation, no gradient (in the caller's tidy scope). */
+export function cleanFeatures(params: Params, table: tf.Tensor2D, batch: Batch, ids: tf.Tensor2D): tf.Tensor2D {
+  return features(params, embed(table, ids, undefined), batch.lengths, prefixState(params, table, batch, undefined), "none")
 }
 
 export function evaluate(
@@ -40,8 +45,7 @@ export function evaluate(
     for (const batch of batches) {
       tf.tidy(() => {
         const tensors = batchTensors(batch)
-        const initial = prefixState(params, table, batch, undefined)
-        const { logits } = head(params, features(params, embed(table, tensors.ids, undefined), batch.lengths, initial, "none"))
+        const { logits } = head(params, cleanFeatures(params, table, batch, tensors.ids))
         const predicted = predict(logits).dataSync()
         for (let b = 0; b < batch.size; b++) if (predicted[b] === batch.labels[b]) correct++
         lossSum += classificationLoss(logits, tensors.labels).dataSync()[0] * batch.size
@@ -62,7 +66,7 @@ export function meanFeature(params: Params, frequencies: tf.Tensor1D, batches: R
     for (const batch of batches) {
       const next = tf.tidy(() => {
         const tensors = batchTensors(batch)
-        const batchSum = tf.sum(features(params, embed(table, tensors.ids, undefined), batch.lengths, prefixState(params, table, batch, undefined), "none"), 0)
+        const batchSum = tf.sum(cleanFeatures(params, table, batch, tensors.ids), 0)
         return sum === undefined ? batchSum : tf.add(sum, batchSum)
       }) as tf.Tensor1D
       sum?.dispose()

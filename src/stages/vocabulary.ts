@@ -13,6 +13,16 @@
  */
 export const EOS = "</s>"
 
+/**
+ * Where two word lists first differ: the first index whose words differ, the shorter list's length when one is a
+ * prefix of the other, or −1 when they are the same list (a checkpoint's ids mean the same words only then).
+ */
+export function firstVocabularyDifference(a: ReadonlyArray<string>, b: ReadonlyArray<string>): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i
+  return a.length === b.length ? -1 : n
+}
+
 export class FrequencyTable {
   private readonly ids = new Map<string, number>()
   readonly words: Array<string> = []

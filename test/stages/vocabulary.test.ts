@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import fc from "fast-check"
-import { EOS, FrequencyTable, Vocabulary } from "../../src/stages/vocabulary.ts"
+import { EOS, firstVocabularyDifference, FrequencyTable, Vocabulary } from "../../src/stages/vocabulary.ts"
 
 interface Doc {
   readonly tokens: Array<string>
@@ -178,4 +178,12 @@ describe("FrequencyTable / Vocabulary (spec A1.3)", () => {
     expect(() => new Vocabulary([], [])).toThrow(/EOS/)
     expect(new Vocabulary(["a", EOS], [3, 1]).eosId).toBe(1)
   })
+})
+
+test("firstVocabularyDifference: −1 for the same list, else the first differing index or the shorter length", () => {
+  expect(firstVocabularyDifference(["a", "b", EOS], ["a", "b", EOS])).toBe(-1)
+  expect(firstVocabularyDifference([], [])).toBe(-1)
+  expect(firstVocabularyDifference(["a", "x", EOS], ["a", "b", EOS])).toBe(1)
+  expect(firstVocabularyDifference(["a", "b"], ["a", "b", EOS])).toBe(2)
+  expect(firstVocabularyDifference(["a", "b", EOS], ["a"])).toBe(1)
 })
