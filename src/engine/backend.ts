@@ -17,8 +17,8 @@ import "@tensorflow/tfjs-backend-wasm"
 import { Effect } from "effect"
 import { BackendError } from "../errors.ts"
 import { loadBlas, useBlasMatMul } from "./blas.ts"
-import { ADAM_EMA_KERNEL, adamEmaUpdate } from "../model/optimizer.ts"
-import { registerJsKernel } from "./js-kernel.ts"
+import { registerAdamEmaKernel } from "./adam-ema.ts"
+import { registerJsKernel, type Values } from "./js-kernel.ts"
 import { loadGateKernels } from "./gates.ts"
 import { useFusedLstm } from "./lstm-op.ts"
 
@@ -39,6 +39,15 @@ export function scatterAddRows(
     const src = r * rowSize
     const dst = id * rowSize
     for (let k = 0; k < rowSize; k++) out[dst + k] += x[src + k]
+  }
+}
+
+/** out[i, :] = x[indices[i], :]; an index outside [0, rows) is an error, as in tfjs's kernel. */
+export function gatherRows(x: Values, indices: Values, rows: number, rowSize: number, out: Values): void {
+  for (let i = 0; i < indices.length; i++) {
+    const r = indices[i]
+    if (!(r >= 0 && r < rows)) throw new Error(`GatherV2: the index value ${r} is not in [0, ${rows - 1}]`)
+    out.set(x.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize)
   }
 }
 
@@ -108,11 +117,16 @@ function registerScatterAddKernels(): void {
     splitRows(io.read(x), outer, sizes, inner, out.views)
     return out.infos
   })
-  registerJsKernel(ADAM_EMA_KERNEL, (io, { param, m, v, ema, grad }, attrs) => {
-    const out = io.outputs([param, m, v, ema].map((t) => ({ shape: t.shape, dtype: "float32" as const })))
-    const a = attrs as unknown as Parameters<typeof adamEmaUpdate>[5]
-    adamEmaUpdate(...([param, m, v, ema, grad].map((t) => io.read(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]), a, out.views as unknown as [Float32Array, Float32Array, Float32Array, Float32Array])
-    return out.infos
+  registerAdamEmaKernel()
+  registerJsKernel("GatherV2", (io, { x, indices }, attrs) => {
+    // Row gathers (the embedding lookup, picking LSTM outputs) as row copies; tfjs-wasm's strided element loop
+    // took ~10 ms for 2,304 rows of 128. Other axes and batch dims go to tfjs's kernel.
+    if ((attrs.batchDims as number) !== 0 || tf.util.parseAxisParam(attrs.axis as number, x.shape)[0] !== 0) return undefined
+    const rows = x.shape[0]
+    const rowSize = x.shape.slice(1).reduce((a, b) => a * b, 1)
+    const out = io.outputs([{ shape: [...indices.shape, ...x.shape.slice(1)], dtype: x.dtype }])
+    gatherRows(io.read(x), io.read(indices), rows, rowSize, out.views[0])
+    return out.infos[0]
   })
   registerJsKernel("UnsortedSegmentSum", (io, { x, segmentIds }, attrs) => {
     const { rowSize, outShape } = segmentShapes(x.shape, segmentIds.shape, attrs.numSegments as number)

@@ -4,6 +4,7 @@
  * dense through Eq. 1 and left unclipped), and an exponential moving average of all weights used for evaluation.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { adamEmaStep } from "../engine/adam-ema.ts"
 import { EMBEDDING } from "./classifier.ts"
 
 export interface OptimizerConfig {
@@ -66,60 +67,19 @@ export function clipByGlobalNorm(
   return { grads: out, globalNorm }
 }
 
-/** One Adam step plus the EMA update. `grads` are consumed inside a tidy by the caller. */
-/** Name of the fused Adam + EMA kernel registered for the JS backends (src/engine/backend.ts). */
-export const ADAM_EMA_KERNEL = "AdvtextAdamEma"
-
-/**
- * The same update on plain arrays (float64 arithmetic, float32 storage): m, v, param and ema in one pass.
- * out = [param', m', v', ema'].
- */
-export function adamEmaUpdate(
-  param: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  ema: Float32Array,
-  grad: Float32Array,
-  a: { readonly beta1: number; readonly beta2: number; readonly epsilon: number; readonly stepSize: number; readonly emaDecay: number },
-  out: readonly [Float32Array, Float32Array, Float32Array, Float32Array]
-): void {
-  const [po, mo, vo, eo] = out
-  const { beta1, beta2, epsilon, stepSize } = a
-  const keep = 1 - a.emaDecay
-  for (let i = 0; i < param.length; i++) {
-    const g = grad[i]
-    const mi = beta1 * m[i] + (1 - beta1) * g
-    const vi = beta2 * v[i] + (1 - beta2) * g * g
-    const p = param[i] - (stepSize * mi) / (Math.sqrt(vi) + epsilon)
-    mo[i] = mi
-    vo[i] = vi
-    po[i] = p
-    eo[i] = ema[i] - keep * (ema[i] - p)
-  }
-}
-
 export function applyGradients(state: TrainState, grads: Readonly<Record<string, tf.Tensor>>, config: OptimizerConfig): void {
   const t = state.step + 1
   const lr = learningRateAt(config, state.step)
   const stepSize = (lr * Math.sqrt(1 - Math.pow(config.beta2, t))) / (1 - Math.pow(config.beta1, t))
   // TF's ExponentialMovingAverage with num_updates: decay = min(decay, (1 + t) / (10 + t)).
   const emaDecay = Math.min(config.emaDecay, (1 + t) / (10 + t))
-  const fused = tf.getKernel(ADAM_EMA_KERNEL, tf.getBackend()) !== undefined
+  const attrs = { beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, stepSize, emaDecay }
   tf.tidy(() => {
     for (const [name, param] of Object.entries(state.params)) {
       const g = grads[name]
       if (g === undefined) continue
-      if (fused) {
-        // One pass over (param, m, v, ema, grad) instead of a dozen full-size tensor ops.
-        const attrs = { beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, stepSize, emaDecay }
-        const inputs = { param, m: state.adamM[name], v: state.adamV[name], ema: state.ema[name], grad: g }
-        const [p2, m2, v2, e2] = tf.engine().runKernel(ADAM_EMA_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as Array<tf.Tensor>
-        param.assign(p2)
-        state.adamM[name].assign(m2)
-        state.adamV[name].assign(v2)
-        state.ema[name].assign(e2)
-        continue
-      }
+      // One pass over (param, m, v, ema, grad), in place where possible, instead of a dozen full-size tensor ops.
+      if (adamEmaStep(param, state.adamM[name], state.adamV[name], state.ema[name], g, attrs)) continue
       const m = tf.add(tf.mul(state.adamM[name], config.beta1), tf.mul(g, 1 - config.beta1))
       const v = tf.add(tf.mul(state.adamV[name], config.beta2), tf.mul(tf.square(g), 1 - config.beta2))
       state.adamM[name].assign(m)

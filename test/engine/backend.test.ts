@@ -139,6 +139,30 @@ for (const backend of backends) {
       )
     })
 
+    test("GatherV2 (axis 0: row copies; other axes: tfjs's kernel) equals slices, for any index rank and dtype", () => {
+      fc.assert(
+        fc.property(shapeArb(1, 3), shapeArb(1, 2, 4), fc.constantFrom<"float32" | "int32">("float32", "int32"), fc.constantFrom(0, 1, -1), fc.nat(), (shape, idsShape, dtype, a, seed) => {
+          const axis = ((a % shape.length) + shape.length) % shape.length
+          const random = rng(seed, "gather-rows")
+          const x = randomTensorOf(shape, dtype, seed)
+          const ids = Int32Array.from({ length: product(idsShape) }, () => random.int(shape[axis]))
+          const idsT = tf.tensor(ids, idsShape, "int32")
+          const got = tf.gather(x, idsT, a < 0 ? a : axis)
+          const parts = Array.from(ids, (i) => sliceAlong(x, axis, i, 1, false))
+          const want = tf.tidy(() => tf.reshape(tf.concat(parts, axis), [...shape.slice(0, axis), ...idsShape, ...shape.slice(axis + 1)]))
+          expect(got.shape).toEqual(want.shape)
+          expect(got.dtype).toBe(dtype)
+          expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()))
+          tf.dispose([x, idsT, got, want, ...parts])
+        }),
+        { numRuns: 60 }
+      )
+      const x = tf.zeros([3, 2])
+      const bad = tf.tensor1d([0, 3], "int32")
+      expect(() => tf.gather(x, bad)).toThrow("GatherV2: the index value 3 is not in [0, 2]")
+      tf.dispose([x, bad])
+    })
+
     test("Unpack (tf.unstack) equals slices on random shapes, axes and dtypes", () => {
       fc.assert(
         fc.property(shapeArb(1, 4), fc.nat(), fc.boolean(), fc.constantFrom<"float32" | "int32">("float32", "int32"), fc.nat(), (shape, a, negative, dtype, seed) => {
