@@ -1,128 +1,163 @@
 /**
  * Training-step benchmark, ours vs PyTorch on the same machine, in one invocation:
- *   bun bench/step.ts [--reps N] [--configs small,paper-rt,rt-cpu] [--no-torch] [--blas off] [--fused-lstm off]
- * Step types: supervised (NLL), adversarial (NLL + AT), virtual (NLL on B + VAT on U, 1 power iteration).
- * Both sides run with the same OpenBLAS environment (printed). The last line is one JSON object with every ms/step,
- * every ratio (ours / PyTorch) and `worstRatio`.
+ *   bun bench/step.ts [--reps N] [--configs small,paper-rt,imdb,lm,lm-bidirectional] [--no-torch]
+ *                     [--torch-settings blas1-omp2,blas2-omp2[,blas1-omp1]] [--blas off] [--fused-lstm off]
+ *
+ * Each (config, step kind) runs in its own processes — ours (bench/step-worker.ts) and one PyTorch twin
+ * (bench/torch_step.py) per setting: OPENBLAS_NUM_THREADS ∈ {1, 2} with torch's 2 intra-op threads by default — so
+ * every side's peak RSS is its own. After two warm-up steps each, the reps are interleaved (ours, torch A, torch B;
+ * the order rotates every rep), so machine noise hits every side alike. Reported: median and minimum of the reps;
+ * the ratio is ours / the fastest PyTorch setting (by median). The last line is one JSON object with every time,
+ * ratio, peak RSS, LM tokens/s and `worstRatio`.
  */
-import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import { resolve } from "node:path"
-import { selectBackend, type BackendName } from "../src/engine/backend.ts"
-import { initialParams } from "../src/model/classifier.ts"
-import { createTrainState, disposeTrainState } from "../src/model/optimizer.ts"
-import { rng } from "../src/random.ts"
-import { makeBatch } from "../src/stages/batch.ts"
-import { type Method, trainStep } from "../src/stages/train.ts"
-
-const CONFIGS = {
-  small: { V: 20_000, E: 128, H: 256, B: 32, U: 128, T: 25 },
-  "paper-rt": { V: 20_000, E: 512, H: 1024, B: 64, U: 512, T: 25 },
-  /** configs/rt-cpu-methods.ts's sizes (vocabulary and a typical padded RT batch length). */
-  "rt-cpu": { V: 15_500, E: 128, H: 256, B: 64, U: 64, T: 40 }
-} as const
-type ConfigName = keyof typeof CONFIGS
-const STEPS: ReadonlyArray<[string, Method]> = [
-  ["supervised", "baseline"],
-  ["adversarial", "adversarial"],
-  ["virtual", "virtual"]
-]
+import { DEFAULT_SPECS, kindsOf, lmTokens, SPECS } from "./step-configs.ts"
 
 const args = process.argv.slice(2)
 const flag = (name: string) => {
   const i = args.indexOf(name)
   return i >= 0 ? args[i + 1] : undefined
 }
-const reps = Number(flag("--reps") ?? 5)
-const configNames = (flag("--configs") ?? "small,paper-rt").split(",") as Array<ConfigName>
-const withTorch = !args.includes("--no-torch")
-const backend = (flag("--backend") ?? "auto") as BackendName
+const reps = Number(flag("--reps") ?? 7)
+const specNames = (flag("--configs") ?? DEFAULT_SPECS.join(",")).split(",")
+for (const name of specNames) if (SPECS[name] === undefined) throw new Error(`unknown config ${name}; known: ${Object.keys(SPECS).join(", ")}`)
+const torchSettings = args.includes("--no-torch") ? [] : (flag("--torch-settings") ?? "blas1-omp2,blas2-omp2").split(",")
+const ourFlags = ["--blas", "--fused-lstm", "--backend"].flatMap((f) => (flag(f) === undefined ? [] : [f, flag(f)!]))
 
-const active = await Effect.runPromise(
-  selectBackend(backend, { blas: (flag("--blas") as "auto" | "off") ?? "auto", fusedLstm: (flag("--fused-lstm") as "auto" | "off") ?? "auto" })
-)
-console.log(`ours: ${active.description}`)
 console.log(
   `OpenBLAS environment: OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"} OPENBLAS_L2_SIZE=${process.env.OPENBLAS_L2_SIZE ?? "(unset)"} ` +
-    `OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? "(unset)"}`
+    `OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS ?? "(unset)"} (ours); PyTorch settings: ${torchSettings.join(", ") || "none"}`
 )
 
-let peakRss = 0
-const sampleRss = () => (peakRss = Math.max(peakRss, process.memoryUsage().rss))
-
-function ours(name: ConfigName): Record<string, number> {
-  const c = CONFIGS[name]
-  const random = rng(0, "bench", name)
-  const docs = (n: number, labeled: boolean) =>
-    Array.from({ length: n }, (_, i) => {
-      const ids = Int32Array.from({ length: c.T }, () => random.int(c.V - 1))
-      ids[c.T - 1] = c.V - 1
-      return { ids, label: labeled ? i % 2 : -1 }
-    })
-  const batches = { step: 0, labeled: makeBatch(docs(c.B, true), 400), unlabeled: makeBatch(docs(c.U, false), 400) }
-  const frequencies = tf.fill([c.V], 1 / c.V) as tf.Tensor1D
-  const result: Record<string, number> = {}
-  for (const [kind, method] of STEPS) {
-    const initial = initialParams({ vocabSize: c.V, embeddingDim: c.E, lstmUnits: c.H, hiddenUnits: 30, numClasses: 2 }, rng(0, "init"))
-    const state = createTrainState(initial)
-    tf.dispose(Object.values(initial))
-    const options = {
-      seed: 0,
-      embeddingKeepProb: 0.5,
-      normalizeEmbeddings: true,
-      optimizer: { learningRate: 5e-4, learningRateDecay: 0.9998, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 },
-      method,
-      perturbation: { epsilon: 5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0 }
-    }
-    trainStep(state, batches, frequencies, options) // warm-up
-    const times: Array<number> = []
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now()
-      trainStep(state, batches, frequencies, options)
-      times.push(performance.now() - t0)
-      sampleRss()
-    }
-    times.sort((a, b) => a - b)
-    result[kind] = times[Math.floor(times.length / 2)]
-    disposeTrainState(state)
+/** A worker process answering one JSON line per command. */
+class Worker {
+  private readonly lines: AsyncIterator<string>
+  private constructor(
+    readonly name: string,
+    private readonly proc: ReturnType<typeof Bun.spawn<"pipe", "pipe", "pipe">>
+  ) {
+    this.lines = readLines(proc.stdout)
   }
-  frequencies.dispose()
-  return result
+
+  static async start(name: string, cmd: Array<string>, env: Record<string, string> = {}): Promise<Worker | string> {
+    const proc = Bun.spawn(cmd, { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } })
+    const worker = new Worker(name, proc)
+    const first = await worker.lines.next()
+    if (first.done || first.value.trim() !== "ready") {
+      const err = (await new Response(proc.stderr).text()).trim().split("\n").slice(-3).join(" | ")
+      proc.kill()
+      return `${name} failed to start: ${err || first.value}`
+    }
+    return worker
+  }
+
+  async ask(command: string): Promise<Record<string, number>> {
+    this.proc.stdin.write(`${command}\n`)
+    await this.proc.stdin.flush()
+    const line = await this.lines.next()
+    if (line.done) throw new Error(`${this.name} exited: ${(await new Response(this.proc.stderr).text()).trim().split("\n").at(-1)}`)
+    return JSON.parse(line.value)
+  }
+
+  async stop(): Promise<void> {
+    this.proc.stdin.end()
+    await this.proc.exited
+  }
 }
 
-function torch(name: ConfigName): { ms: Record<string, number>; peakRssMiB: number } | undefined {
-  const c = CONFIGS[name]
-  const p = Bun.spawnSync(["/usr/bin/python3", resolve(import.meta.dir, "torch_step.py"), [c.V, c.E, c.H, c.B, c.U, c.T].join(","), String(reps), "2"], {
-    stdout: "pipe",
-    stderr: "pipe"
-  })
-  if (p.exitCode !== 0) {
-    console.log(`PyTorch side failed (install Debian's python3-torch): ${p.stderr.toString().trim().split("\n").at(-1)}`)
-    return undefined
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder()
+  let buffered = ""
+  for await (const chunk of stream) {
+    buffered += decoder.decode(chunk, { stream: true })
+    let newline: number
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline)
+      buffered = buffered.slice(newline + 1)
+      if (line.trim().startsWith("{") || line.trim() === "ready") yield line
+    }
   }
-  return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!)
 }
 
-const summary: Record<string, unknown> = { reps, backend: active.description }
+const torchEnv = (setting: string) => {
+  const m = /^blas(\d+)-omp(\d+)$/.exec(setting)
+  if (m === null) throw new Error(`torch setting ${setting}: expected blas<N>-omp<M>`)
+  return { env: { OPENBLAS_NUM_THREADS: m[1] }, threads: m[2] }
+}
+
+const stats = (xs: Array<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return { median: s[Math.floor(s.length / 2)], min: s[0] }
+}
+const round = (x: number, digits = 1) => Number(x.toFixed(digits))
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+const summary: Record<string, unknown> = { reps, torchSettings, date: new Date().toISOString().slice(0, 10) }
 let worstRatio = 0
-for (const name of configNames) {
-  const c = CONFIGS[name]
-  console.log(`\n${name}: V ${c.V}, E ${c.E}, H ${c.H}, B ${c.B}, U ${c.U}, T ${c.T}  (median of ${reps})`)
-  const mine = ours(name)
-  const theirs = withTorch ? torch(name) : undefined
-  console.log(`  ${"step".padEnd(12)} ${"ours ms".padStart(10)} ${"torch ms".padStart(10)} ${"ratio".padStart(7)}`)
-  for (const [kind] of STEPS) {
-    const t = theirs?.ms[kind]
-    const ratio = t === undefined ? undefined : mine[kind] / t
+for (const name of specNames) {
+  const spec = SPECS[name]
+  const sizes =
+    spec.task === "lm"
+      ? `V ${spec.V}, D ${spec.D}, H ${spec.H}, ${spec.B} slots × ${spec.T} tokens, K ${spec.K}${spec.bidirectional ? ", bidirectional" : ""}`
+      : `V ${spec.V}, E ${spec.E}, H ${spec.H}, B ${spec.labeledLengths.length} (T ≤ ${Math.max(...spec.labeledLengths)}), U ${spec.unlabeledLengths.length} (T ≤ ${Math.max(...spec.unlabeledLengths)})`
+  console.log(`\n${name}: ${sizes}; median (min) of ${reps} interleaved reps, ms`)
+  console.log(`  ${"step".padEnd(12)} ${"ours".padStart(16)} ${torchSettings.map((s) => `torch ${s}`.padStart(20)).join(" ")} ${"ratio".padStart(6)} ${"peak RSS MiB ours/torch".padStart(24)}`)
+  for (const kind of kindsOf(spec)) {
+    const specJson = JSON.stringify(spec)
+    const workers: Array<Worker> = []
+    const failures: Array<string> = []
+    for (const [label, cmd, env] of [
+      ["ours", ["bun", resolve(import.meta.dir, "step-worker.ts"), name, kind, ...ourFlags], {}] as const,
+      ...torchSettings.map((s) => [s, ["/usr/bin/python3", resolve(import.meta.dir, "torch_step.py"), specJson, kind, torchEnv(s).threads], torchEnv(s).env] as const)
+    ]) {
+      const w = await Worker.start(label, [...cmd], env)
+      if (typeof w === "string") failures.push(w)
+      else workers.push(w)
+    }
+    for (const f of failures) console.log(`  ${f}`)
+    if (workers[0]?.name !== "ours") throw new Error(failures[0])
+    const times = new Map(workers.map((w) => [w.name, [] as Array<number>]))
+    for (let r = 0; r < reps; r++) {
+      for (let i = 0; i < workers.length; i++) {
+        const w = workers[(r + i) % workers.length]
+        times.get(w.name)!.push((await w.ask("step")).ms)
+        await sleep(50) // let the previous side's BLAS / OpenMP threads go idle
+      }
+    }
+    const rss = new Map<string, number>()
+    for (const w of workers) {
+      rss.set(w.name, (await w.ask("rss")).peakRssMiB)
+      await w.stop()
+    }
+    const ours = stats(times.get("ours")!)
+    const theirs = workers.slice(1).map((w) => ({ setting: w.name, ...stats(times.get(w.name)!) }))
+    const best = theirs.reduce<(typeof theirs)[number] | undefined>((b, t) => (b === undefined || t.median < b.median ? t : b), undefined)
+    const ratio = best === undefined ? undefined : ours.median / best.median
     if (ratio !== undefined) worstRatio = Math.max(worstRatio, ratio)
-    console.log(`  ${kind.padEnd(12)} ${mine[kind].toFixed(1).padStart(10)} ${t === undefined ? "-".padStart(10) : t.toFixed(1).padStart(10)} ${ratio === undefined ? "-".padStart(7) : ratio.toFixed(2).padStart(7)}`)
-    summary[`${name}.${kind}.oursMs`] = Number(mine[kind].toFixed(1))
-    if (t !== undefined) summary[`${name}.${kind}.torchMs`] = Number(t.toFixed(1))
-    if (ratio !== undefined) summary[`${name}.${kind}.ratio`] = Number(ratio.toFixed(3))
+    const key = `${name}.${kind}`
+    summary[`${key}.oursMs`] = round(ours.median)
+    summary[`${key}.oursMinMs`] = round(ours.min)
+    summary[`${key}.oursPeakRssMiB`] = Math.round(rss.get("ours")!)
+    for (const t of theirs) {
+      summary[`${key}.torch.${t.setting}.ms`] = round(t.median)
+      summary[`${key}.torch.${t.setting}.minMs`] = round(t.min)
+      summary[`${key}.torch.${t.setting}.peakRssMiB`] = Math.round(rss.get(t.setting)!)
+    }
+    if (best !== undefined) {
+      summary[`${key}.torchBest`] = best.setting
+      summary[`${key}.ratio`] = round(ratio!, 3)
+    }
+    if (spec.task === "lm") {
+      const tokens = lmTokens(spec)
+      summary[`${key}.oursTokensPerSecond`] = Math.round((tokens / ours.median) * 1000)
+      if (best !== undefined) summary[`${key}.torchBestTokensPerSecond`] = Math.round((tokens / best.median) * 1000)
+    }
+    const cell = (s: { median: number; min: number }) => `${s.median.toFixed(1)} (${s.min.toFixed(1)})`
+    const rssText = [rss.get("ours")!, ...theirs.map((t) => rss.get(t.setting)!)].map((x) => Math.round(x)).join(" / ")
+    console.log(
+      `  ${kind.padEnd(12)} ${cell(ours).padStart(16)} ${theirs.map((t) => cell(t).padStart(20)).join(" ")} ${(ratio === undefined ? "-" : ratio.toFixed(2)).padStart(6)} ${rssText.padStart(24)}`
+    )
   }
-  if (theirs) summary[`${name}.torchPeakRssMiB`] = Math.round(theirs.peakRssMiB)
 }
-summary.oursPeakRssMiB = Math.round(peakRss / 2 ** 20)
-summary.worstRatio = withTorch ? Number(worstRatio.toFixed(3)) : null
-console.log(`\npeak RSS: ours ${summary.oursPeakRssMiB} MiB`)
+summary.worstRatio = torchSettings.length === 0 ? null : round(worstRatio, 3)
 console.log(JSON.stringify(summary))

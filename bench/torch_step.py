@@ -1,19 +1,35 @@
-"""PyTorch twin of bench/step.ts: the same model and step types, for a side-by-side ms/step comparison.
+"""PyTorch twin of bench/step-worker.ts: the same model, step and sizes, for a side-by-side ms/step comparison.
 
-Model: frequency-normalized embedding (paper Eq. 1) -> variational embedding dropout -> nn.LSTM -> last step ->
-ReLU(30) -> 1 logit; Adam; global-norm clipping of non-embedding grads. Steps:
-  supervised   NLL on the labeled batch B
+    python3 bench/torch_step.py '<spec JSON from bench/step-configs.ts>' <kind> <torch threads>
+
+OpenBLAS's own thread count comes from the environment (OPENBLAS_NUM_THREADS), set by bench/step.ts per setting.
+Prints `ready` after two warm-up steps; then each `step` line on stdin runs one step and answers {"ms": ...};
+`rss` answers {"peakRssMiB": ...} (this process's VmHWM); end of input exits.
+
+Classifier (task "classifier"): frequency-normalized embedding (paper Eq. 1) -> variational embedding dropout ->
+nn.LSTM over the padded batch, the output at each row's last token (its EOS) -> ReLU(30) -> 1 logit; Adam; global-norm
+clipping of all but the embedding; EMA of every weight. Kinds:
+  supervised   NLL on the labeled batch
   adversarial  NLL + NLL(e + r_adv)
-  virtual      NLL on B + VAT on the unlabeled batch U (1 power iteration)
-Prints one JSON line: {"config": {...}, "ms": {"supervised": ..., "adversarial": ..., "virtual": ...}, "torch": ...}.
+  virtual      NLL on the labeled batch + VAT on the unlabeled batch (1 power iteration)
+LM (task "lm"): the same embedding and LSTM (state carried between steps, detached), a sampled softmax over K unique
+unigram-sampled candidates drawn once per step with the log-expected-count correction and accidental hits removed;
+bidirectional adds a reverse LSTM and head over the reversed rows. Adam (foreach), clipping, EMA (foreach).
 """
 import json
-import resource
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+
+def peak_rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def scale_l2(x, eps):
@@ -22,58 +38,69 @@ def scale_l2(x, eps):
     return eps * unit / unit.pow(2).sum(dim=(1, 2), keepdim=True).clamp_min(1).sqrt()
 
 
-def peak_rss_mib():
-    # VmHWM is this process's own peak; ru_maxrss would include the parent's peak inherited at fork.
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def normalized(emb, freq):
+    mean = (freq[:, None] * emb).sum(0, keepdim=True)
+    var = (freq[:, None] * (emb - mean) ** 2).sum(0, keepdim=True)
+    return (emb - mean) / torch.sqrt(var + 1e-6)
 
 
-def main():
-    V, E, H, B, U, T = (int(v) for v in sys.argv[1].split(","))
-    reps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+class Updates:
+    """Adam (foreach: one multi-tensor pass per op, PyTorch's fastest CPU form here), clipping and the EMA."""
+
+    def __init__(self, params, clipped):
+        self.params = params
+        self.clipped = clipped
+        self.opt = torch.optim.Adam(params, lr=5e-4, foreach=True)
+        self.ema = [p.detach().clone() for p in params]
+
+    def apply(self):
+        torch.nn.utils.clip_grad_norm_(self.clipped, 1.0)
+        self.opt.step()
+        with torch.no_grad():
+            torch._foreach_mul_(self.ema, 0.999)
+            torch._foreach_add_(self.ema, [p.detach() for p in self.params], alpha=0.001)
+
+
+def classifier(spec, kind):
+    V, E, H = spec["V"], spec["E"], spec["H"]
     emb = torch.nn.Parameter(torch.empty(V, E).uniform_(-1, 1))
     freq = torch.full((V,), 1.0 / V)
     lstm = torch.nn.LSTM(E, H, batch_first=True)
     hidden = torch.nn.Linear(H, 30)
     out = torch.nn.Linear(30, 1)
     params = [emb, *lstm.parameters(), *hidden.parameters(), *out.parameters()]
-    clipped = [p for p in params if p is not emb]
-    opt = torch.optim.Adam(params, lr=5e-4)
-    ids_l = torch.randint(0, V, (B, T))
-    ids_u = torch.randint(0, V, (U, T))
-    labels = torch.randint(0, 2, (B,)).float()
-    eos_mask = torch.ones(1, T, 1)
-    eos_mask[:, -1] = 0
+    updates = Updates(params, [p for p in params if p is not emb])
 
-    def table():
-        mean = (freq[:, None] * emb).sum(0, keepdim=True)
-        var = (freq[:, None] * (emb - mean) ** 2).sum(0, keepdim=True)
-        return (emb - mean) / torch.sqrt(var + 1e-6)
+    def rows(lengths):
+        lengths = torch.tensor(lengths)
+        ids = torch.randint(0, V - 1, (len(lengths), int(lengths.max())))
+        ids[torch.arange(len(lengths)), lengths - 1] = V - 1
+        # VAT's random direction lives on the words: not on EOS, not on padding.
+        word_mask = (torch.arange(ids.shape[1])[None, :] < (lengths - 1)[:, None]).float()[:, :, None]
+        return ids, lengths - 1, word_mask
+
+    ids_l, last_l, _ = rows(spec["labeledLengths"])
+    ids_u, last_u, mask_u = rows(spec["unlabeledLengths"])
+    labels = torch.randint(0, 2, (ids_l.shape[0],)).float()
 
     def embed(t, ids):
         mask = (torch.rand(ids.shape[0], 1, E) < 0.5).float() / 0.5
         return t[ids] * mask
 
-    def logits(e):
+    def logits(e, last):
         y, _ = lstm(e)
-        return out(F.relu(hidden(y[:, -1]))).squeeze(1)
+        return out(F.relu(hidden(y[torch.arange(y.shape[0]), last]))).squeeze(1)
 
     def nll(e):
-        return F.binary_cross_entropy_with_logits(logits(e), labels)
+        return F.binary_cross_entropy_with_logits(logits(e, last_l), labels)
 
     def kl(q_logit, p_logit):
         q = torch.sigmoid(q_logit)
         return (q * (F.logsigmoid(q_logit) - F.logsigmoid(p_logit)) + (1 - q) * (F.logsigmoid(-q_logit) - F.logsigmoid(-p_logit))).mean()
 
-    def step(kind):
-        opt.zero_grad()
-        t = table()
+    def step():
+        updates.opt.zero_grad()
+        t = normalized(emb, freq)
         e = embed(t, ids_l)
         loss = nll(e)
         if kind == "adversarial":
@@ -82,25 +109,82 @@ def main():
         if kind == "virtual":
             eu = embed(t, ids_u)
             with torch.no_grad():
-                q = logits(eu)
-            d = scale_l2(torch.randn_like(eu) * eos_mask, 0.1).requires_grad_()
-            g, = torch.autograd.grad(kl(q, logits(eu.detach() + d)), d)
-            loss = loss + kl(q, logits(eu + scale_l2(g, 5.0)))
+                q = logits(eu, last_u)
+            d = scale_l2(torch.randn_like(eu) * mask_u, 0.1).requires_grad_()
+            g, = torch.autograd.grad(kl(q, logits(eu.detach() + d, last_u)), d)
+            loss = loss + kl(q, logits(eu + scale_l2(g, 5.0), last_u))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(clipped, 1.0)
-        opt.step()
+        updates.apply()
 
-    ms = {}
-    for kind in ("supervised", "adversarial", "virtual"):
-        step(kind)  # warm-up
-        times = []
-        for _ in range(reps):
+    return step
+
+
+def language_model(spec):
+    V, D, H, B, T, K = spec["V"], spec["D"], spec["H"], spec["B"], spec["T"], spec["K"]
+    directions = 2 if spec["bidirectional"] else 1
+    counts = torch.tensor([max(1, round(1e6 / (i + 1))) for i in range(V)], dtype=torch.float64)
+    probs = counts / counts.sum()
+    freq = probs.float()
+    emb = torch.nn.Parameter(torch.empty(V, D).uniform_(-1, 1))
+    lstms = [torch.nn.LSTM(D, H, batch_first=True) for _ in range(directions)]
+    heads = [(torch.nn.Parameter(torch.empty(V, H).uniform_(-0.02, 0.02)), torch.nn.Parameter(torch.zeros(V))) for _ in range(directions)]
+    params = [emb, *[p for l in lstms for p in l.parameters()], *[p for h in heads for p in h]]
+    updates = Updates(params, [p for p in params if p is not emb])
+    state = [(torch.zeros(1, B, H), torch.zeros(1, B, H)) for _ in range(directions)]
+    log_v = torch.log(torch.tensor(float(V)))
+
+    def zipf_ids():
+        return torch.clamp(torch.exp(torch.rand(B, T + 1) * log_v).long(), max=V - 1)
+
+    def log_expected(ids, tries):
+        p = probs[ids]
+        return torch.log(-torch.expm1(tries * torch.log1p(-p))).float()
+
+    def step():
+        updates.opt.zero_grad()
+        table = normalized(emb, freq)
+        seq = zipf_ids()
+        candidates = torch.multinomial(probs, K, replacement=False)
+        log_q_sampled = log_expected(candidates, K)
+        loss = 0
+        for i in range(directions):
+            rows = seq if i == 0 else seq.flip(1)
+            inputs, targets = rows[:, :-1], rows[:, 1:].reshape(-1)
+            mask = (torch.rand(B, 1, D) < 0.5).float() / 0.5
+            y, (h, c) = lstms[i](table[inputs] * mask, state[i])
+            state[i] = (h.detach(), c.detach())
+            hidden = y.reshape(-1, H)
+            W, b = heads[i]
+            true_logit = (hidden * W[targets]).sum(1) + b[targets] - log_expected(targets, K)
+            sampled = hidden @ W[candidates].t() + b[candidates] - log_q_sampled
+            sampled = sampled.masked_fill(candidates[None, :] == targets[:, None], float("-inf"))
+            logits = torch.cat([true_logit[:, None], sampled], 1)
+            loss = loss + F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
+        loss.backward()
+        updates.apply()
+
+    return step
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    kind = sys.argv[2]
+    torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    torch.manual_seed(0)
+    step = language_model(spec) if spec["task"] == "lm" else classifier(spec, kind)
+    step()
+    step()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "step":
             t0 = time.perf_counter()
-            step(kind)
-            times.append((time.perf_counter() - t0) * 1000)
-        ms[kind] = sorted(times)[len(times) // 2]
-    print(json.dumps({"config": {"V": V, "E": E, "H": H, "B": B, "U": U, "T": T}, "ms": ms, "torch": torch.__version__, "threads": threads,
-                      "peakRssMiB": peak_rss_mib()}))
+            step()
+            print(json.dumps({"ms": (time.perf_counter() - t0) * 1000}), flush=True)
+        elif command == "rss":
+            print(json.dumps({"peakRssMiB": peak_rss_mib()}), flush=True)
+        elif command == "quit":
+            break
 
 
 if __name__ == "__main__":

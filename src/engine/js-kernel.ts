@@ -113,3 +113,21 @@ export function valuesView(t: tf.Tensor): Float32Array {
   }
   return t.dataSync() as Float32Array
 }
+
+/**
+ * A new float32 tensor whose values `fill` writes directly into the backend's memory (no JS-side array and copy on
+ * the JS backends). `fill` gets the output view first, then views of `inputs`, all taken after the allocation (so a
+ * growing wasm heap cannot detach them); it must write every element and allocate no tensor.
+ */
+export function filledTensor(shape: Array<number>, inputs: ReadonlyArray<tf.Tensor>, fill: (out: Float32Array, ...inputs: Array<Float32Array>) => void): tf.Tensor {
+  const name = tf.getBackend()
+  if (name === "wasm") {
+    const wasm = tf.backend() as unknown as WasmBackend
+    const info = wasm.makeOutput(shape, "float32")
+    fill(wasm.typedArrayFromHeap(info) as Float32Array, ...inputs.map(valuesView))
+    return tf.engine().makeTensorFromTensorInfo(info)
+  }
+  const out = new Float32Array(size(shape))
+  fill(out, ...inputs.map(valuesView))
+  return tf.tensor(out, shape, "float32")
+}

@@ -7,7 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import type { Blas } from "../engine/blas.ts"
-import { valuesView } from "../engine/js-kernel.ts"
+import { filledTensor, valuesView } from "../engine/js-kernel.ts"
 import type { Rng } from "../random.ts"
 
 /** One batch's negatives: K unique class ids, log of their expected counts, and the number of draws it took. */
@@ -181,16 +181,19 @@ export function fusedSampledSoftmaxLoss(
         blas.sgemm(false, false, N, H, K, 1, probs, K, Wc, H, 0, dHidden, H)
         const dWc = new Float32Array(K * H)
         blas.sgemm(true, false, K, H, N, 1, probs, K, h, H, 0, dWc, H)
-        const dW = new Float32Array(V * H)
         const db = new Float32Array(V)
-        scatterCandidates(dW, db, dWc, probs, ids, N, K, H)
-        for (let n = 0; n < N; n++) {
-          const d = g[n] * (pTrue[n] - 1)
-          axpy(d, Wt, n * H, dHidden, n * H, H)
-          axpy(d, h, n * H, dW, targets[n] * H, H)
-          db[targets[n]] += d
-        }
-        return [tf.tensor2d(dHidden, [N, H]), tf.tensor2d(dW, [V, H]), tf.tensor1d(db)]
+        const trueCoef = Float64Array.from(g, (gn, n) => gn * (pTrue[n] - 1))
+        for (let n = 0; n < N; n++) axpy(trueCoef[n], Wt, n * H, dHidden, n * H, H)
+        // The dense [V, H] gradient is written straight into the backend's memory: zeros but for the touched rows.
+        const dW = filledTensor([V, H], [], (out) => {
+          out.fill(0)
+          scatterCandidates(out, db, dWc, probs, ids, N, K, H)
+          for (let n = 0; n < N; n++) {
+            axpy(trueCoef[n], h, n * H, out, targets[n] * H, H)
+            db[targets[n]] += trueCoef[n]
+          }
+        })
+        return [tf.tensor2d(dHidden, [N, H]), dW, tf.tensor1d(db)]
       }
     }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
