@@ -2,9 +2,11 @@
  * The fused Adam + EMA update of the JS backends (spec A4.1's TF1 Adam and the evaluation EMA in one pass over
  * param, m, v, ema and the gradient). Where a variable owns its buffer alone, the pass writes into it in place, so
  * an update allocates nothing: at LM sizes (6.4 M parameters) allocating, zero-filling and swapping in four fresh
- * outputs per variable was about half of the step.
+ * outputs per variable was about half of the step. On the wasm backend the in-place pass is a SIMD kernel on the
+ * backend's heap (src/engine/heap-kernels.ts), the same float64 arithmetic two values at a time.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { heapKernels, heapOffset } from "./heap-kernels.ts"
 import { registerJsKernel, valuesView } from "./js-kernel.ts"
 
 /** Name of the fused kernel registered for the JS backends (the out-of-place form). */
@@ -79,6 +81,12 @@ export function adamEmaStep(param: tf.Variable, m: tf.Variable, v: tf.Variable, 
   if (tf.getKernel(ADAM_EMA_KERNEL, backendName) === undefined) return false
   const vars = [param, m, v, ema]
   if ((backendName === "wasm" || backendName === "cpu") && ownsBuffers(vars)) {
+    const simd = heapKernels()
+    if (simd !== undefined) {
+      const [p, mv, vv, e, g] = [...vars, grad].map(heapOffset)
+      simd.adamEma(p, mv, vv, e, g, param.size, attrs.beta1, attrs.beta2, attrs.epsilon, attrs.stepSize, 1 - attrs.emaDecay)
+      return true
+    }
     // Views taken together and used before any allocation (a growing wasm heap would detach them).
     const [p, mv, vv, e, g] = [...vars, grad].map(valuesView)
     adamEmaUpdate(p, mv, vv, e, g, attrs, [p, mv, vv, e])

@@ -20,6 +20,7 @@ import { loadBlas, useBlasMatMul } from "./blas.ts"
 import { registerAdamEmaKernel } from "./adam-ema.ts"
 import { registerJsKernel, type Values } from "./js-kernel.ts"
 import { loadGateKernels } from "./gates.ts"
+import { loadHeapKernels } from "./heap-kernels.ts"
 import { useFusedLstm } from "./lstm-op.ts"
 
 export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu"
@@ -182,6 +183,7 @@ async function configureEngine(backendName: string, options: EngineOptions): Pro
   const fused = blas !== undefined && (options.fusedLstm ?? "auto") === "auto"
   useFusedLstm(fused ? blas : undefined)
   const gates = fused ? (await loadGateKernels()).note : undefined
+  await loadHeapKernels()
   const blasText = blas === undefined ? undefined : `${blas.description} (${blas.threads} thread${blas.threads === 1 ? "" : "s"})`
   const description = blasText === undefined ? "tfjs matmul, reference LSTM" : `matmul on ${blasText}, ${fused ? `fused LSTM with ${gates}` : "reference LSTM"}`
   return { blas: blasText, fusedLstm: fused, description }

@@ -6,11 +6,8 @@
  * (so views never detach), with its own instance of the kernel module. BLAS writes into the same memory through
  * bun:ffi, so nothing is copied between the GEMMs and the gate loops.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
-import { dirname, resolve } from "node:path"
+import { assemblyBinary } from "./assembly.ts"
 
-const SOURCE = resolve(import.meta.dir, "assembly/lstm-gates.ts")
-const OUTPUT = resolve(import.meta.dir, "../../build/lstm-gates.wasm")
 const PAGE = 65536
 /** The module's own statics live below this offset. */
 const RESERVED = PAGE
@@ -28,19 +25,7 @@ export async function loadGateKernels(): Promise<{ readonly simd: boolean; reado
   if (compiled !== undefined) return { simd: true, note: "wasm SIMD gate kernels" }
   if (process.env.ADVTEXT_GATES === "js") return { simd: false, note: "JS gate loops (ADVTEXT_GATES=js)" }
   try {
-    const stale = !existsSync(OUTPUT) || (existsSync(SOURCE) && statSync(SOURCE).mtimeMs > statSync(OUTPUT).mtimeMs)
-    if (stale) {
-      mkdirSync(dirname(OUTPUT), { recursive: true })
-      // A computed specifier keeps tsc from loading AssemblyScript's own global declarations (they redefine console).
-      const ascModule = "assemblyscript/asc"
-      const asc = ((await import(ascModule)) as { default: { main(args: Array<string>, options: unknown): Promise<{ error: Error | null }> } }).default
-      const result = await asc.main(
-        [SOURCE, "-O3", "--noAssert", "--runtime", "stub", "--importMemory", "--enable", "simd", "--outFile", OUTPUT],
-        { stdout: { write: () => true }, stderr: { write: () => true } }
-      )
-      if (result.error) throw result.error
-    }
-    compiled = new WebAssembly.Module(readFileSync(OUTPUT))
+    compiled = new WebAssembly.Module(await assemblyBinary("lstm-gates"))
     return { simd: true, note: "wasm SIMD gate kernels" }
   } catch (cause) {
     loadError = cause instanceof Error ? cause.message : String(cause)

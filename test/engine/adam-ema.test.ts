@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import fc from "fast-check"
 import { ADAM_EMA_KERNEL, adamEmaStep, adamEmaUpdate, type AdamEmaAttrs } from "../../src/engine/adam-ema.ts"
+import { heapKernels, setHeapKernels } from "../../src/engine/heap-kernels.ts"
 import { tensorsIn, tidy } from "../../src/engine/tidy.ts"
 import { rng } from "../../src/random.ts"
 import { initBackend, randomFloats } from "../helpers.ts"
@@ -33,10 +34,12 @@ const attrsArb = fc.record({
   emaDecay: fc.double({ min: 0.1, max: 0.9999, noNaN: true })
 })
 
-for (const backend of ["cpu", "wasm"] as const) {
-  describe(`fused Adam + EMA on ${backend}`, () => {
+for (const [backend, simd] of [["cpu", false], ["wasm", false], ["wasm", true]] as const) {
+  describe(`fused Adam + EMA on ${backend}${simd ? " (SIMD heap kernel)" : ""}`, () => {
     test("in place (variables that own their buffers) equals the kernel's fresh outputs bit for bit, and the tfjs ops within 1e-6", async () => {
       await initBackend(backend)
+      setHeapKernels(simd)
+      expect(heapKernels() !== undefined).toBe(simd)
       expect(tf.getKernel(ADAM_EMA_KERNEL, backend)).toBeDefined()
       fc.assert(
         fc.property(fc.integer({ min: 1, max: 300 }), attrsArb, fc.nat(), (n, attrs, seed) => {
@@ -62,10 +65,12 @@ for (const backend of ["cpu", "wasm"] as const) {
         }),
         { numRuns: 40 }
       )
+      setHeapKernels(true)
     })
 
     test("a buffer shared with another tensor is never written: that step goes through fresh outputs", async () => {
       await initBackend(backend)
+      setHeapKernels(simd)
       const initial = tf.tensor1d([1, 2, 3])
       // param and ema start on the initial value's buffer, as createTrainState makes them.
       const p = tf.variable(initial)
@@ -85,6 +90,7 @@ for (const backend of ["cpu", "wasm"] as const) {
       adamEmaStep(p, m, v, e, g, attrs)
       expect(p.dataId).toBe(id)
       tf.dispose([initial, p, e, m, v, view, g])
+      setHeapKernels(true)
     })
   })
 }

@@ -1,0 +1,54 @@
+/**
+ * WebAssembly SIMD kernels that work on tfjs-backend-wasm's heap in place (src/engine/assembly/heap-kernels.ts): the
+ * module imports the backend's own memory, so a kernel reads and writes tensors at their byte offsets with no copy.
+ * Used where a JS loop over millions of values was a large share of a step (the Adam + EMA update).
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { assemblyBinary, hasDataSegments } from "./assembly.ts"
+
+export interface HeapKernels {
+  adamEma(p: number, m: number, v: number, e: number, g: number, n: number, beta1: number, beta2: number, epsilon: number, stepSize: number, keep: number): void
+}
+
+interface WasmBackend {
+  wasm: { asm: { memory: WebAssembly.Memory } }
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined }
+}
+
+let compiled: WebAssembly.Module | undefined
+let disabled = false
+const instances = new WeakMap<WebAssembly.Memory, HeapKernels>()
+
+/** Compile the module (cached in build/); a failure leaves the JS loops in use and says why. */
+export async function loadHeapKernels(): Promise<string> {
+  if (compiled !== undefined) return "wasm SIMD heap kernels"
+  try {
+    const binary = await assemblyBinary("heap-kernels")
+    // A data segment would be written into the backend's heap at instantiation: never allow it.
+    if (hasDataSegments(binary)) throw new Error("the heap-kernels build has a data segment")
+    compiled = new WebAssembly.Module(binary)
+    return "wasm SIMD heap kernels"
+  } catch (cause) {
+    return `JS loops (heap kernels unavailable: ${cause instanceof Error ? cause.message : String(cause)})`
+  }
+}
+
+/** Use the JS loops even when the module is loaded (tests compare the two). */
+export function setHeapKernels(enabled: boolean): void {
+  disabled = !enabled
+}
+
+/** The kernels bound to the active wasm backend's heap, or undefined (another backend, or not loaded). */
+export function heapKernels(): HeapKernels | undefined {
+  if (compiled === undefined || disabled || tf.getBackend() !== "wasm") return undefined
+  const memory = (tf.backend() as unknown as WasmBackend).wasm.asm.memory
+  let kernels = instances.get(memory)
+  if (kernels === undefined) {
+    kernels = new WebAssembly.Instance(compiled, { env: { memory, abort: () => undefined } }).exports as unknown as HeapKernels
+    instances.set(memory, kernels)
+  }
+  return kernels
+}
+
+/** A wasm-backend tensor's byte offset in the heap. */
+export const heapOffset = (t: tf.Tensor): number => (tf.backend() as unknown as WasmBackend).dataIdMap.get(t.dataId)!.memoryOffset
