@@ -19,6 +19,8 @@ export interface AdamEmaAttrs {
   /** lr · √(1 − β2^t) / (1 − β1^t): TF1's bias correction folded into the step size. */
   readonly stepSize: number
   readonly emaDecay: number
+  /** A float32 factor the gradient is multiplied by first, rounded to float32 (clipping); 1 leaves it as it is. */
+  readonly gradScale?: number
 }
 
 /**
@@ -37,8 +39,9 @@ export function adamEmaUpdate(
   const [po, mo, vo, eo] = out
   const { beta1, beta2, epsilon, stepSize } = a
   const keep = 1 - a.emaDecay
+  const scale = a.gradScale ?? 1
   for (let i = 0; i < param.length; i++) {
-    const g = grad[i]
+    const g = Math.fround(grad[i] * scale)
     const mi = beta1 * m[i] + (1 - beta1) * g
     const vi = beta2 * v[i] + (1 - beta2) * g * g
     const p = param[i] - (stepSize * mi) / (Math.sqrt(vi) + epsilon)
@@ -84,7 +87,7 @@ export function adamEmaStep(param: tf.Variable, m: tf.Variable, v: tf.Variable, 
     const simd = heapKernels()
     if (simd !== undefined) {
       const [p, mv, vv, e, g] = [...vars, grad].map(heapOffset)
-      simd.adamEma(p, mv, vv, e, g, param.size, attrs.beta1, attrs.beta2, attrs.epsilon, attrs.stepSize, 1 - attrs.emaDecay)
+      simd.adamEma(p, mv, vv, e, g, param.size, attrs.beta1, attrs.beta2, attrs.epsilon, attrs.stepSize, 1 - attrs.emaDecay, attrs.gradScale ?? 1)
       return true
     }
     // Views taken together and used before any allocation (a growing wasm heap would detach them).

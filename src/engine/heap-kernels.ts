@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { assemblyBinary, hasDataSegments } from "./assembly.ts"
 
 export interface HeapKernels {
-  adamEma(p: number, m: number, v: number, e: number, g: number, n: number, beta1: number, beta2: number, epsilon: number, stepSize: number, keep: number): void
+  adamEma(p: number, m: number, v: number, e: number, g: number, n: number, beta1: number, beta2: number, epsilon: number, stepSize: number, keep: number, gradScale: number): void
 }
 
 interface WasmBackend {

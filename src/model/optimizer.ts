@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { adamEmaStep } from "../engine/adam-ema.ts"
+import { tidy } from "../engine/tidy.ts"
 import { EMBEDDING } from "./classifier.ts"
 
 export interface OptimizerConfig {
@@ -54,20 +55,46 @@ export const learningRateAt = (config: OptimizerConfig, step: number): number =>
 /** Names of the variables whose gradients are clipped: all but the embedding. */
 export const isClipped = (name: string): boolean => !name.startsWith(EMBEDDING)
 
+/** tf.clipByGlobalNorm's norm and factor: ‖g‖ over the clipped group, and maxNorm / max(‖g‖, maxNorm). */
+function globalNormScale(grads: Readonly<Record<string, tf.Tensor>>, maxNorm: number): { readonly globalNorm: tf.Scalar; readonly scale: tf.Scalar } {
+  const clippedNames = Object.keys(grads).filter(isClipped)
+  const globalNorm = tf.sqrt(tf.addN(clippedNames.map((n) => tf.sum(tf.square(grads[n]))))) as tf.Scalar
+  return { globalNorm, scale: tf.div(maxNorm, tf.maximum(globalNorm, maxNorm)) }
+}
+
 /** tf.clipByGlobalNorm: g · maxNorm / max(‖g‖, maxNorm) over the clipped group. Returns clipped grads and the norm. */
 export function clipByGlobalNorm(
   grads: Readonly<Record<string, tf.Tensor>>,
   maxNorm: number
 ): { readonly grads: Record<string, tf.Tensor>; readonly globalNorm: tf.Scalar } {
-  const clippedNames = Object.keys(grads).filter(isClipped)
-  const globalNorm = tf.sqrt(tf.addN(clippedNames.map((n) => tf.sum(tf.square(grads[n]))))) as tf.Scalar
-  const scale = tf.div(maxNorm, tf.maximum(globalNorm, maxNorm))
+  const { globalNorm, scale } = globalNormScale(grads, maxNorm)
   const out: Record<string, tf.Tensor> = {}
   for (const [name, g] of Object.entries(grads)) out[name] = isClipped(name) ? tf.mul(g, scale) : g
   return { grads: out, globalNorm }
 }
 
-export function applyGradients(state: TrainState, grads: Readonly<Record<string, tf.Tensor>>, config: OptimizerConfig): void {
+export type UpdateResult = { readonly ok: true; readonly gradNorm: number; readonly learningRate: number } | { readonly ok: false; readonly value: number }
+
+/**
+ * Clip (all but the embedding) and apply one Adam + EMA step, unless a gradient is not finite: a finite loss can still
+ * come with NaN gradients (wasm's relu maps NaN to 0 in the forward pass). The embedding's gradient is not in the
+ * clipped norm, so it is checked on its own. Returns the clipped group's norm, or the first non-finite value.
+ */
+export function clipAndApply(state: TrainState, grads: Readonly<Record<string, tf.Tensor>>, config: OptimizerConfig): UpdateResult {
+  return tidy((): UpdateResult => {
+    const { globalNorm, scale } = globalNormScale(grads, config.maxGradNorm)
+    const gradNorm = globalNorm.dataSync()[0]
+    const embeddingNorm = grads[EMBEDDING] === undefined ? 0 : tf.sum(tf.square(grads[EMBEDDING])).dataSync()[0]
+    if (!Number.isFinite(gradNorm) || !Number.isFinite(embeddingNorm)) return { ok: false, value: Number.isFinite(gradNorm) ? embeddingNorm : gradNorm }
+    const learningRate = learningRateAt(config, state.step)
+    // The clip factor is applied inside the update (as tf.mul by the float32 factor would), not as a separate pass.
+    applyGradients(state, grads, config, scale.dataSync()[0])
+    return { ok: true, gradNorm, learningRate }
+  })
+}
+
+/** One Adam + EMA step; `clipScale` (a float32 value) multiplies the gradients of the clipped group first. */
+export function applyGradients(state: TrainState, grads: Readonly<Record<string, tf.Tensor>>, config: OptimizerConfig, clipScale = 1): void {
   const t = state.step + 1
   const lr = learningRateAt(config, state.step)
   const stepSize = (lr * Math.sqrt(1 - Math.pow(config.beta2, t))) / (1 - Math.pow(config.beta1, t))
@@ -76,10 +103,12 @@ export function applyGradients(state: TrainState, grads: Readonly<Record<string,
   const attrs = { beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, stepSize, emaDecay }
   tf.tidy(() => {
     for (const [name, param] of Object.entries(state.params)) {
-      const g = grads[name]
-      if (g === undefined) continue
+      const raw = grads[name]
+      if (raw === undefined) continue
+      const gradScale = isClipped(name) ? clipScale : 1
       // One pass over (param, m, v, ema, grad), in place where possible, instead of a dozen full-size tensor ops.
-      if (adamEmaStep(param, state.adamM[name], state.adamV[name], state.ema[name], g, attrs)) continue
+      if (adamEmaStep(param, state.adamM[name], state.adamV[name], state.ema[name], raw, { ...attrs, gradScale })) continue
+      const g = gradScale === 1 ? raw : tf.mul(raw, gradScale)
       const m = tf.add(tf.mul(state.adamM[name], config.beta1), tf.mul(g, 1 - config.beta1))
       const v = tf.add(tf.mul(state.adamV[name], config.beta2), tf.mul(tf.square(g), 1 - config.beta2))
       state.adamM[name].assign(m)

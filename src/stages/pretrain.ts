@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { tidy } from "../engine/tidy.ts"
 import { EMBEDDING, embed, embeddingDropoutMask, lstmSequence, type LstmState, type Params } from "../model/classifier.ts"
-import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
+import { clipAndApply, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng, type Rng } from "../random.ts"
 import type { LmBatch } from "./lm-batch.ts"
 import { fullSoftmaxLoss, fusedSampledSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
@@ -172,13 +172,9 @@ export function lmTrainStep(
     const { value, grads } = tf.valueAndGrads(f)(names.map((n) => state.params[n]))
     const loss = value.dataSync()[0]
     if (!Number.isFinite(loss)) return { ok: false, loss, step }
-    const clipped = clipByGlobalNorm(Object.fromEntries(names.map((n, i) => [n, grads[i]])), options.optimizer.maxGradNorm)
-    const gradNorm = clipped.globalNorm.dataSync()[0]
-    // The embedding's gradient is not in the clipped norm: check it separately, as the classifier step does.
-    const embeddingNorm = tf.sum(tf.square(grads[names.indexOf(EMBEDDING)])).dataSync()[0]
-    if (!Number.isFinite(gradNorm) || !Number.isFinite(embeddingNorm)) return { ok: false, loss: Number.isFinite(gradNorm) ? embeddingNorm : gradNorm, step }
-    const learningRate = learningRateAt(options.optimizer, step)
-    applyGradients(state, clipped.grads, options.optimizer)
+    const update = clipAndApply(state, Object.fromEntries(names.map((n, i) => [n, grads[i]])), options.optimizer)
+    if (!update.ok) return { ok: false, loss: update.value, step }
+    const { gradNorm, learningRate } = update
     return { ok: true, metrics: { step: step + 1, loss, gradNorm, learningRate, tokens: batch.tokens }, carried: nextCarried }
   })
 }

@@ -29,7 +29,7 @@ import {
   type LstmState,
   type Params
 } from "../model/classifier.ts"
-import { applyGradients, clipByGlobalNorm, learningRateAt, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
+import { clipAndApply, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { type Batch, rowsOf, sliceBatch, type StepBatches } from "./batch.ts"
 import { classificationLoss, klDivergence } from "./loss.ts"
@@ -280,13 +280,9 @@ export function trainStep(state: TrainState, batches: StepBatches, frequencies: 
   return tidy((): StepResult => {
     const g = stepGradients(state, batches, frequencies, options)
     if (!Number.isFinite(g.loss)) return { ok: false, loss: g.loss, step }
-    const clipped = clipByGlobalNorm(g.grads, options.optimizer.maxGradNorm)
-    const gradNorm = clipped.globalNorm.dataSync()[0]
-    // A finite loss can still come with NaN gradients (wasm's relu maps NaN to 0 in the forward pass): check them too.
-    const embeddingNorm = tf.sum(tf.square(g.grads[EMBEDDING])).dataSync()[0]
-    if (!Number.isFinite(gradNorm) || !Number.isFinite(embeddingNorm)) return { ok: false, loss: Number.isFinite(gradNorm) ? embeddingNorm : gradNorm, step }
-    const learningRate = learningRateAt(options.optimizer, step)
-    applyGradients(state, clipped.grads, options.optimizer)
+    const update = clipAndApply(state, g.grads, options.optimizer)
+    if (!update.ok) return { ok: false, loss: update.value, step }
+    const { gradNorm, learningRate } = update
     return {
       ok: true,
       metrics: {
