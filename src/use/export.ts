@@ -19,6 +19,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import * as tfl from "@tensorflow/tfjs-layers"
+// tfjs-layers calls chained tensor methods (t.flatten(), …) that tfjs-core only registers on request (the
+// @tensorflow/tfjs bundle does this; the project imports tfjs-core alone).
+import "@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops"
 import { Effect } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -47,7 +50,16 @@ export function buildLayersModel(params: Params, frequencies: tf.Tensor1D, optio
   const bidirectional = params["lstmReverse/bias"] !== undefined
   const embeddingLayer = tfl.layers.embedding({ inputDim: params["embedding"]!.shape[0]! + 1, outputDim: params["embedding"]!.shape[1]!, maskZero: true, name: "embedding" })
   const H = params["lstm/recurrentKernel"]!.shape[0]!
-  const lstmLayer = (name: string) => tfl.layers.lstm({ units: H, activation: "tanh", recurrentActivation: "sigmoid", unitForgetBias: false, name })
+  const lstmLayer = (name: string) => tfl.layers.lstm({
+      units: H,
+      activation: "tanh",
+      recurrentActivation: "sigmoid",
+      unitForgetBias: false,
+      // Overwritten below; zeros skip the default orthogonal initializer's slow QR of an [H, 4H] matrix.
+      kernelInitializer: "zeros",
+      recurrentInitializer: "zeros",
+      name
+    })
   const ids = tfl.input({ shape: [null], dtype: "int32", name: "ids" })
   const reversedIds = bidirectional ? tfl.input({ shape: [null], dtype: "int32", name: "reversed_ids" }) : undefined
   const forward = lstmLayer("lstm")
