@@ -2,6 +2,7 @@
 import { beforeAll, expect, test } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { classifyEffect } from "../../examples/classify-effect.ts"
 import { classifyPromise } from "../../examples/classify-promise.ts"
@@ -29,4 +30,17 @@ test("the examples run as scripts", () => {
     expect(p.exitCode).toBe(0)
     expect(p.stdout.toString().split("\n").filter(Boolean).map((l) => l.split("\t")[0])).toEqual(["pos", "neg"])
   }
+})
+
+test("examples/write-split.ts writes a run's own test split: evaluate on it gives the run's test error", async () => {
+  const { runDir: dir, data } = await trainTinyRun()
+  const out = resolve(data, "split.tsv")
+  const written = Bun.spawnSync(["bun", resolve(import.meta.dir, "../../examples/write-split.ts"), dir, "test", out], { stdout: "pipe", stderr: "pipe" })
+  expect(written.exitCode).toBe(0)
+  const scored = Bun.spawnSync(["bun", resolve(import.meta.dir, "../../src/use/cli.ts"), "evaluate", dir, out, "--json"], { stdout: "pipe", stderr: "pipe" })
+  expect(scored.exitCode).toBe(0)
+  const summary = JSON.parse(readFileSync(resolve(dir, "summary.json"), "utf8"))
+  const scores = JSON.parse(scored.stdout.toString())
+  expect(scores.examples).toBe(summary.testExamples)
+  expect(scores.error).toBeCloseTo(summary.testError, 12)
 })
