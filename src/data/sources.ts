@@ -315,7 +315,7 @@ const parseCsv = (text: string, file: string, labeled = true): Array<RawRecord> 
   const ii = names.indexOf("id")
   if (ti < 0 || (labeled && li < 0)) {
     throw new InvalidDataset({
-      message: `${file}: the CSV header must have columns named "text" and "label", found ${JSON.stringify(header.fields)}. ` +
+      message: `${file}: the CSV header must have columns named "text"${labeled ? ' and "label"' : ""}, found ${JSON.stringify(header.fields)}. ` +
         `Add a header line such as label,text (or use TSV: label<TAB>text without header).`,
     })
   }
@@ -351,7 +351,7 @@ const sortLabels = (labels: Iterable<string>): Array<string> => {
 export const parseRecords = (text: string, path: string, format: CustomFormat, labeled = true): Array<RawRecord> =>
   format === "jsonl" ? parseJsonl(text, path, labeled) : format === "csv" ? parseCsv(text, path, labeled) : parseTsv(text, path, labeled)
 
-export const loadLabeledFile = async (path: string, role: string, format: CustomFormat): Promise<Array<RawRecord>> => {
+const loadLabeledFile = async (path: string, role: string, format: CustomFormat): Promise<Array<RawRecord>> => {
   const text = decodeUtf8(await readBytes(path, role), `The ${role} file ${path}`)
   const records = parseRecords(text, path, format)
   if (records.length === 0) {

@@ -9,7 +9,7 @@ import { trainTinyRun } from "./fixtures.ts"
 
 const CLI = resolve(import.meta.dir, "../../src/use/cli.ts")
 
-function cli(args: ReadonlyArray<string>, stdin?: string | Uint8Array) {
+function cli(args: ReadonlyArray<string>, stdin?: string) {
   const p = Bun.spawnSync(["bun", CLI, ...args], { stdin: stdin === undefined ? "ignore" : new Blob([stdin]), stdout: "pipe", stderr: "pipe" })
   return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() }
 }

@@ -11,7 +11,8 @@ import { readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { rng } from "../../src/random.ts"
 import { openClassifier } from "../../src/use/classifier.ts"
-import { exportRun } from "../../src/use/export.ts"
+import { exportRun, tokenizerModule } from "../../src/use/export.ts"
+import { tokenize } from "../../src/stages/tokenize.ts"
 import { sentence, tempDir } from "../pipeline/fixtures.ts"
 import { trainTinyRun } from "./fixtures.ts"
 
@@ -133,6 +134,21 @@ describe("export", () => {
       { numRuns: 300 }
     )
     await classifier.close()
+  })
+
+  test("tokenizer.js's tokenize equals the training tokenizer for every setting (fast-check)", async () => {
+    for (const settings of [
+      { lowercase: true, tokenizer: "ascii" },
+      { lowercase: false, tokenizer: "ascii" },
+      { lowercase: true, tokenizer: "unicode" },
+      { lowercase: false, tokenizer: "unicode" }
+    ] as const) {
+      const path = join(tempDir(), "tokenizer.js")
+      writeFileSync(path, tokenizerModule(settings))
+      const exported = (await import(path)) as { tokenize(text: string): Array<string> }
+      const text = fc.oneof(fc.string({ unit: "grapheme" }), fc.string({ unit: "binary" }), fc.constantFrom("Ünïcödé wörds, K-İ ﬁne", "don't <br /> STOP", "日本語 テキスト"))
+      fc.assert(fc.property(text, (t) => expect(exported.tokenize(t)).toEqual(tokenize(t, settings))), { numRuns: 200 })
+    }
   })
 
   test("bun run export writes the files and names them; a bad run dir is a one-paragraph error", () => {
