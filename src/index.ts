@@ -61,3 +61,8 @@ export { runPipeline, type RunOptions, type RunOutcome, type RunSummary, type St
 export { runPretraining, type PretrainOutcome, type PretrainSummary } from "./pipeline/pretrain.ts"
 export { pretrainedDir, pretrainedNames, restorePretrained } from "./pipeline/restore.ts"
 export { consoleProgress, silentProgress, type Progress } from "./pipeline/progress.ts"
+
+export { loadClassifier, openClassifier, type Classifier, type ClassifyProgress, type LoadOptions, type Prediction } from "./use/classifier.ts"
+export { readInputs, type InputFormat, type InputText } from "./use/inputs.ts"
+export { formatScores, score, type ClassScores, type Scores } from "./use/scores.ts"
+export { buildLayersModel, exportRun, tokenizerModule } from "./use/export.ts"

@@ -199,14 +199,19 @@ export interface CustomSpec {
   readonly format?: CustomFormat | undefined
 }
 
-interface RawRecord {
+/** One record of a custom file; `label` is "" where labels are optional and absent (prediction inputs). */
+export interface RawRecord {
   readonly text: string
   readonly label: string
+  /** 1-based line of the record's start in its file. */
+  readonly line: number
+  /** The record's own `id` (JSONL field or CSV column), when it has one. */
+  readonly id?: string
 }
 
-const FORMAT_BY_EXT: Record<string, CustomFormat> = { ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv" }
+export const FORMAT_BY_EXT: Record<string, CustomFormat> = { ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv" }
 
-const readBytes = async (path: string, role: string): Promise<Uint8Array> => {
+export const readBytes = async (path: string, role: string): Promise<Uint8Array> => {
   try {
     return await readFile(path)
   } catch (e) {
@@ -220,7 +225,7 @@ const readBytes = async (path: string, role: string): Promise<Uint8Array> => {
 }
 
 /** Lines with 1-based numbers, CR stripped, blank lines skipped. */
-const numberedLines = (text: string): Array<[number, string]> =>
+export const numberedLines = (text: string): Array<[number, string]> =>
   text.split("\n").flatMap((l, i): Array<[number, string]> => {
     const line = l.endsWith("\r") ? l.slice(0, -1) : l
     return line.trim() === "" ? [] : [[i + 1, line]]
@@ -229,21 +234,26 @@ const numberedLines = (text: string): Array<[number, string]> =>
 const malformed = (file: string, line: number, what: string) =>
   new DecodeError({ message: `${file}:${line}: ${what}` })
 
-const parseJsonl = (text: string, file: string): Array<RawRecord> =>
+const idOf = (v: unknown): string | undefined => (typeof v === "string" || typeof v === "number" ? String(v) : undefined)
+
+/** `labeled` false: the label is optional (texts to classify), so only "text" is required. */
+const parseJsonl = (text: string, file: string, labeled = true): Array<RawRecord> =>
   numberedLines(text).map(([n, line]) => {
-    const expected = `each line must be a JSON object like {"text": "a review", "label": "pos"} (label: string or number).`
+    const expected = labeled
+      ? `each line must be a JSON object like {"text": "a review", "label": "pos"} (label: string or number).`
+      : `each line must be a JSON object with a string "text" field, like {"text": "a review"}.`
     let v: unknown
     try {
       v = JSON.parse(line)
     } catch (e) {
       throw malformed(file, n, `not valid JSON (${(e as Error).message}); ${expected}`)
     }
-    const o = v as { text?: unknown; label?: unknown }
+    const o = v as { text?: unknown; label?: unknown; id?: unknown }
     const okLabel = (typeof o?.label === "string" && o.label.trim() !== "") || (typeof o?.label === "number" && Number.isFinite(o.label))
-    if (typeof v !== "object" || v === null || typeof o.text !== "string" || !okLabel) {
-      throw malformed(file, n, `missing or wrongly typed "text" or "label"; ${expected}`)
+    if (typeof v !== "object" || v === null || typeof o.text !== "string" || (labeled && !okLabel)) {
+      throw malformed(file, n, `missing or wrongly typed "text"${labeled ? ' or "label"' : ""}; ${expected}`)
     }
-    return { text: o.text as string, label: String(o.label).trim() }
+    return { text: o.text as string, label: okLabel ? String(o.label).trim() : "", line: n, id: idOf(o.id) }
   })
 
 /** RFC 4180: quoted fields may hold commas, newlines and doubled quotes; rows carry their first line number. */
@@ -296,15 +306,16 @@ const parseCsvRows = (text: string, file: string): Array<{ fields: Array<string>
   return rows
 }
 
-const parseCsv = (text: string, file: string): Array<RawRecord> => {
+const parseCsv = (text: string, file: string, labeled = true): Array<RawRecord> => {
   const [header, ...rows] = parseCsvRows(text, file)
   if (header === undefined) return []
   const names = header.fields.map((f) => f.trim().toLowerCase())
   const ti = names.indexOf("text")
   const li = names.indexOf("label")
-  if (ti < 0 || li < 0) {
+  const ii = names.indexOf("id")
+  if (ti < 0 || (labeled && li < 0)) {
     throw new InvalidDataset({
-      message: `${file}: the CSV header must have columns named "text" and "label", found ${JSON.stringify(header.fields)}. ` +
+      message: `${file}: the CSV header must have columns named "text"${labeled ? ' and "label"' : ""}, found ${JSON.stringify(header.fields)}. ` +
         `Add a header line such as label,text (or use TSV: label<TAB>text without header).`,
     })
   }
@@ -312,18 +323,19 @@ const parseCsv = (text: string, file: string): Array<RawRecord> => {
     if (fields.length !== names.length) {
       throw malformed(file, line, `expected ${names.length} fields as in the header, found ${fields.length}; quote fields that contain commas or newlines.`)
     }
-    const label = fields[li]!.trim()
-    if (label === "") throw malformed(file, line, "the label field is empty.")
-    return { text: fields[ti]!, label }
+    const label = li < 0 ? "" : fields[li]!.trim()
+    if (labeled && label === "") throw malformed(file, line, "the label field is empty.")
+    return { text: fields[ti]!, label, line, id: ii < 0 ? undefined : fields[ii] }
   })
 }
 
-const parseTsv = (text: string, file: string): Array<RawRecord> =>
+/** Unlabeled (`labeled` false), a line without a tab is all text. */
+const parseTsv = (text: string, file: string, labeled = true): Array<RawRecord> =>
   numberedLines(text).map(([n, line]) => {
     const tab = line.indexOf("\t")
     const label = tab < 0 ? "" : line.slice(0, tab).trim()
-    if (label === "") throw malformed(file, n, "expected label<TAB>text (a non-empty label, a tab, then the text; no header line).")
-    return { text: line.slice(tab + 1), label }
+    if (labeled && label === "") throw malformed(file, n, "expected label<TAB>text (a non-empty label, a tab, then the text; no header line).")
+    return { text: line.slice(tab + 1), label, line: n }
   })
 
 const NUMERIC = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
@@ -335,9 +347,13 @@ const sortLabels = (labels: Iterable<string>): Array<string> => {
   return all.sort((a, b) => (numeric ? Number(a) - Number(b) : 0) || (a < b ? -1 : a > b ? 1 : 0))
 }
 
+/** Records of already decoded custom-format text; `labeled` false makes the label optional (texts to classify). */
+export const parseRecords = (text: string, path: string, format: CustomFormat, labeled = true): Array<RawRecord> =>
+  format === "jsonl" ? parseJsonl(text, path, labeled) : format === "csv" ? parseCsv(text, path, labeled) : parseTsv(text, path, labeled)
+
 const loadLabeledFile = async (path: string, role: string, format: CustomFormat): Promise<Array<RawRecord>> => {
   const text = decodeUtf8(await readBytes(path, role), `The ${role} file ${path}`)
-  const records = format === "jsonl" ? parseJsonl(text, path) : format === "csv" ? parseCsv(text, path) : parseTsv(text, path)
+  const records = parseRecords(text, path, format)
   if (records.length === 0) {
     throw new InvalidDataset({
       message: `The ${role} file ${path} has no records. Expected ${format === "jsonl" ? 'JSON lines {"text": ..., "label": ...}' : format === "csv" ? "a header with text and label columns, then one row per document" : "lines of label<TAB>text"}.`,

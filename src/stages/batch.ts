@@ -162,9 +162,13 @@ export function stepBatches(
   return Stream.zipWith(labeled, unlabeled, (l, u) => ({ step: step++, labeled: l, unlabeled: u }))
 }
 
+/** Document indices by length (then position): the order evaluation batches take, so each holds little padding. */
+export const evaluationOrder = (docs: ReadonlyArray<EncodedDoc>): Array<number> =>
+  docs.map((_, i) => i).sort((a, b) => docs[a].ids.length - docs[b].ids.length || a - b)
+
 /** Evaluation batches: every document exactly once, in length order (less padding), never shuffled. */
 export function evaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize: number, window: number, bidirectional = false): Array<Batch> {
-  const order = docs.map((_, i) => i).sort((a, b) => docs[a].ids.length - docs[b].ids.length || a - b)
+  const order = evaluationOrder(docs)
   const batches: Array<Batch> = []
   for (let start = 0; start < order.length; start += batchSize) {
     batches.push(makeBatch(order.slice(start, start + batchSize).map((i) => docs[i]), window, bidirectional))

@@ -9,7 +9,8 @@ import { Stream } from "effect"
 
 export type TokenizerKind = "ascii" | "unicode"
 
-const separators: Record<TokenizerKind, RegExp> = {
+/** Word separators per tokenizer (also written into an exported model's tokenizer module, src/use/export.ts). */
+export const separators: Record<TokenizerKind, RegExp> = {
   ascii: /[^A-Za-z0-9_]+/,
   unicode: /[^\p{L}\p{N}\p{M}_]+/u
 }
