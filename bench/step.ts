@@ -68,8 +68,11 @@ class Worker {
 async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder()
   let buffered = ""
-  for await (const chunk of stream) {
-    buffered += decoder.decode(chunk, { stream: true })
+  const reader = stream.getReader()
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) return
+    buffered += decoder.decode(value, { stream: true })
     let newline: number
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, newline)

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 
-export async function assemblyBinary(name: string): Promise<Uint8Array> {
+export async function assemblyBinary(name: string): Promise<Uint8Array<ArrayBuffer>> {
   const source = resolve(import.meta.dir, `assembly/${name}.ts`)
   const output = resolve(import.meta.dir, `../../build/${name}.wasm`)
   const stale = !existsSync(output) || (existsSync(source) && statSync(source).mtimeMs > statSync(output).mtimeMs)
@@ -20,7 +20,7 @@ export async function assemblyBinary(name: string): Promise<Uint8Array> {
     })
     if (result.error) throw result.error
   }
-  return new Uint8Array(readFileSync(output))
+  return Uint8Array.from(readFileSync(output))
 }
 
 /** Whether a WebAssembly binary has a data section with segments (statics it would write into its memory). */
