@@ -54,6 +54,7 @@ export {
   type TrainState
 } from "./model/optimizer.ts"
 export { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "./model/checkpoint.ts"
+export { cosineSimilarity, nearestNeighbors, type Neighbor } from "./model/neighbors.ts"
 
 export { DEFAULTS, defineConfig, resolveConfig, type Config, type ConfigInput } from "./pipeline/config.ts"
 export { prepareData, splitCorpus, type PreparedData } from "./pipeline/data.ts"
@@ -61,3 +62,14 @@ export { runPipeline, type RunOptions, type RunOutcome, type RunSummary, type St
 export { runPretraining, type PretrainOutcome, type PretrainSummary } from "./pipeline/pretrain.ts"
 export { pretrainedDir, pretrainedNames, restorePretrained } from "./pipeline/restore.ts"
 export { consoleProgress, silentProgress, type Progress } from "./pipeline/progress.ts"
+export {
+  DEFAULT_WORDS,
+  experimentRunDirs,
+  neighborsOfRuns,
+  readMetrics,
+  resolveRuns,
+  runNeighbors,
+  type MetricsLog,
+  type RunInfo,
+  type WordNeighbors
+} from "./pipeline/inspect.ts"
