@@ -216,7 +216,7 @@ const MAX_POINTS = 1000
 const WIDTH = 430
 const HEIGHT = 220
 
-const lineChart = (values: ReadonlyArray<Point>, y: { title: string; format?: string; scale?: object }, color: "run" | "method", extra: object = {}): vl.TopLevelSpec =>
+const lineChart = (values: ReadonlyArray<Point>, y: { title: string; format?: string }, color: "run" | "method", extra: object = {}): vl.TopLevelSpec =>
   ({
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     width: WIDTH,
@@ -225,7 +225,7 @@ const lineChart = (values: ReadonlyArray<Point>, y: { title: string; format?: st
     mark: { type: "line", point: values.length <= 400, strokeWidth: 1.5 },
     encoding: {
       x: { field: "step", type: "quantitative", title: "step" },
-      y: { field: "value", type: "quantitative", title: y.title, ...(y.format ? { axis: { format: y.format } } : {}), scale: y.scale ?? { zero: false } },
+      y: { field: "value", type: "quantitative", title: y.title, ...(y.format ? { axis: { format: y.format } } : {}), scale: { zero: false } },
       // Legend and colours in the runs' order (methods as in METHODS, then seeds), not alphabetical.
       color: { field: color, type: "nominal", sort: [...new Set(values.map((p) => p[color]))], title: color === "run" ? "run" : "method", legend: { orient: "bottom", columns: 2, labelLimit: 180 } },
       detail: { field: "run", type: "nominal" },
@@ -269,10 +269,11 @@ export function chartSpecs(data: ReportData): Array<ChartSpec> {
     charts.push({
       id: "test-error-by-method",
       title: "Test error by method",
-      caption: "One point per run (seed); the tick is the mean over seeds.",
+      caption: "One point per run (seed); the black stroke is the mean over seeds.",
       spec: {
         $schema: "https://vega.github.io/schema/vega-lite/v6.json",
         width: WIDTH,
+        height: { step: 28 },
         data: { values: data.results.map((r) => ({ ...r })) },
         encoding: {
           y: { field: "method", type: "nominal", sort: methods, title: null },
@@ -280,7 +281,8 @@ export function chartSpecs(data: ReportData): Array<ChartSpec> {
         },
         layer: [
           { mark: { type: "point", filled: true, size: 60, opacity: 0.8 }, encoding: { color: { field: "method", type: "nominal", sort: methods, legend: null } } },
-          { mark: { type: "tick", color: "black", thickness: 2 }, encoding: { x: { aggregate: "mean", field: "testError", type: "quantitative" } } }
+          // The mean as a vertical stroke on the same point scale as the seeds (a tick would sit on a band scale).
+          { mark: { type: "point", shape: "stroke", angle: 90, size: 250, strokeWidth: 2, color: "black" }, encoding: { x: { aggregate: "mean", field: "testError", type: "quantitative" } } }
         ]
       } as vl.TopLevelSpec
     })
@@ -290,7 +292,7 @@ export function chartSpecs(data: ReportData): Array<ChartSpec> {
       id: "lm-perplexity",
       title: "Language model perplexity",
       caption: "Full-softmax perplexity (EMA weights) of the validation documents and of a fixed sample of training documents.",
-      spec: lineChart(data.perplexity, { title: "perplexity", scale: { type: "log" } }, "run", { strokeDash: { field: "series", type: "nominal", title: "documents" } })
+      spec: lineChart(data.perplexity, { title: "perplexity" }, "run", { strokeDash: { field: "series", type: "nominal", title: "documents", legend: { symbolType: "stroke", symbolStrokeWidth: 2 } } })
     })
   }
   if (data.lmLoss.length > 0) {
