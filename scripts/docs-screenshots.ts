@@ -41,10 +41,11 @@ try {
   const tab = await browser.newPage()
   await tab.setViewport({ width: 1360, height: 1000 })
   await tab.goto(pathToFileURL(page).href, { waitUntil: "load" })
+  // Document coordinates: the page is never scrolled, so the viewport's are the document's.
   const box = (selector: string, index = 0) =>
     tab.$$eval(selector, (els, i) => {
       const r = els[i as number].getBoundingClientRect()
-      return { x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height }
+      return { x: r.left, y: r.top, width: r.width, height: r.height }
     }, index)
   const neighbors = await box(".neighbors", 0)
   const second = await box(".neighbors", 1)
