@@ -103,6 +103,8 @@ describe("neighbors", () => {
       expect(lines[rank + 1]).toContain(cells[1].similarity.toFixed(3))
     }
     expect(nope).toContain("not in this run's vocabulary")
+    // A query the tokenizer changes is shown with the token looked up.
+    expect(formatNeighbors(runs, runs.map((r) => runNeighbors(r, ["GREAT"], 2)), ["GREAT"]).split("\n")[0]).toBe("GREAT → great")
   })
 
   test("splits positional arguments into run dirs (first, folders, anything with a /) and words", () => {
