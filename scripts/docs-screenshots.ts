@@ -47,13 +47,14 @@ try {
       const r = els[i as number].getBoundingClientRect()
       return { x: r.left, y: r.top, width: r.width, height: r.height }
     }, index)
-  const neighbors = await box(".neighbors", 0)
+  // The neighbours section (heading included) down to the end of its second table.
+  const section = await box("section", (await tab.$$("section")).length - 1)
   const second = await box(".neighbors", 1)
   mkdirSync(outDir, { recursive: true })
-  await tab.screenshot({ path: join(outDir, "report-charts.png") as `${string}.png`, clip: { x: 0, y: 0, width: 1360, height: neighbors.y - 60 }, captureBeyondViewport: true })
+  await tab.screenshot({ path: join(outDir, "report-charts.png") as `${string}.png`, clip: { x: 0, y: 0, width: 1360, height: section.y - 10 }, captureBeyondViewport: true })
   await tab.screenshot({
     path: join(outDir, "report-neighbors.png") as `${string}.png`,
-    clip: { x: 0, y: neighbors.y - 70, width: 1360, height: second.y + second.height - neighbors.y + 80 },
+    clip: { x: 0, y: section.y - 10, width: 1360, height: second.y + second.height - section.y + 20 },
     captureBeyondViewport: true
   })
   process.stderr.write(`wrote ${join(outDir, "report-charts.png")} and ${join(outDir, "report-neighbors.png")}\n`)

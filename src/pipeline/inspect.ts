@@ -119,17 +119,22 @@ export function readMetrics(runDir: string): MetricsLog {
   return { records, partialLastLine }
 }
 
+/** Which weights to read: the EMA shadows (what evaluation and the report's other numbers use) or the raw trained ones. */
+export type Weights = "ema" | "raw"
+
 export type WordNeighbors =
   | { readonly query: string; readonly word: string; readonly neighbors: ReadonlyArray<{ readonly word: string; readonly similarity: number }> }
   | { readonly query: string; readonly note: string }
 
 /**
  * The k nearest neighbours of each query word in a run's embedding, as the model sees it: the EMA weights (what
- * evaluation uses), Eq. 1 normalized with the run's unigram frequencies when the run normalizes. A query is tokenized
+ * evaluation uses; `weights: "raw"` reads the trained variables, which lead the EMA early in a run and are what a
+ * classifier restores from a pretraining run), Eq. 1 normalized with the run's unigram frequencies when the run
+ * normalizes. A query is tokenized
  * as the run's data were (e.g. lowercased); one that is not a single in-vocabulary token gets a note instead. EOS is
  * never a neighbour. The backend must be selected. Throws a RunDirError when the checkpoint cannot be read.
  */
-export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: number): Array<WordNeighbors> {
+export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: number, weights: Weights = "ema"): Array<WordNeighbors> {
   const path = join(run.dir, CHECKPOINT)
   if (!existsSync(path)) throw runDirError(`${run.dir} has no ${CHECKPOINT} yet (it is written every train.checkpointEvery steps and at the end), so it has no embedding to read.`)
   let ckpt
@@ -142,9 +147,9 @@ export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: nu
   try {
     const words = meta.vocabulary as ReadonlyArray<string> | undefined
     const counts = meta.counts as ReadonlyArray<number> | undefined
-    const embedding = tensors.get(`ema/${EMBEDDING}`)
+    const embedding = tensors.get(`${weights === "ema" ? "ema" : "params"}/${EMBEDDING}`)
     if (words === undefined || counts === undefined || embedding === undefined || embedding.shape[0] !== words.length) {
-      throw runDirError(`${path} lacks the vocabulary, its counts or the EMA embedding (or they disagree in size); it cannot be inspected.`)
+      throw runDirError(`${path} lacks the vocabulary, its counts or the ${weights === "ema" ? "EMA" : "raw"} embedding (or they disagree in size); it cannot be inspected.`)
     }
     const index = new Map(words.map((w, i) => [w, i]))
     const eos = index.get(EOS)
@@ -188,5 +193,9 @@ export const attempt = <A>(f: () => A): Effect.Effect<A, RunDirError> =>
   })
 
 /** `runNeighbors` for each run, as an Effect (the backend must be selected). */
-export const neighborsOfRuns = (runs: ReadonlyArray<RunInfo>, queries: ReadonlyArray<string>, k: number): Effect.Effect<Array<Array<WordNeighbors>>, RunDirError> =>
-  attempt(() => runs.map((run) => runNeighbors(run, queries, k)))
+export const neighborsOfRuns = (
+  runs: ReadonlyArray<RunInfo>,
+  queries: ReadonlyArray<string>,
+  k: number,
+  weights: Weights = "ema"
+): Effect.Effect<Array<Array<WordNeighbors>>, RunDirError> => attempt(() => runs.map((run) => runNeighbors(run, queries, k, weights)))

@@ -5,7 +5,7 @@
  * as a terminal table, one column per run: the paper's Table 3 (baseline vs AT vs VAT) for any runs. The first
  * argument is always a run dir; later ones are run dirs when they are folders or contain a "/", words otherwise
  * (default words: good, bad, great, terrible, excellent, poor). Exit 1 with one paragraph for a bad run dir, 2 for a
- * bad flag.
+ * bad flag. `--weights raw` reads the trained variables instead of their EMA.
  */
 import { Effect, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -54,7 +54,8 @@ const neighbors = Command.make(
       Argument.withDescription("run dir(s) or experiment root(s), then the words (default: good bad great terrible excellent poor)"),
       Argument.atLeast(1)
     ),
-    k: Flag.Int("k").pipe(Flag.withDescription("neighbours per word"), Flag.withDefault(10))
+    k: Flag.Int("k").pipe(Flag.withDescription("neighbours per word"), Flag.withDefault(10)),
+    weights: Flag.Literals("weights", ["ema", "raw"]).pipe(Flag.withDescription("the EMA weights (what evaluation uses) or the raw trained ones"), Flag.withDefault("ema"))
   },
   (args) =>
     Effect.promise(async () => {
@@ -65,7 +66,7 @@ const neighbors = Command.make(
         const runs = yield* attempt(() => resolveRuns(paths))
         yield* selectBackend("cpu")
         process.stderr.write(`reading the embeddings of ${runs.length} run${runs.length > 1 ? "s" : ""}…\n`)
-        const results = yield* neighborsOfRuns(runs, queries, args.k)
+        const results = yield* neighborsOfRuns(runs, queries, args.k, args.weights)
         return formatNeighbors(runs, results, queries)
       })
       const result = await Effect.runPromise(program.pipe(Effect.result))

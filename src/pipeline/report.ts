@@ -1,5 +1,5 @@
 /**
- * `bun run report <run dir | experiment root> ... [--out report.html] [--words a,b,...] [--k 10]`
+ * `bun run report <run dir | experiment root> ... [--out report.html] [--words a,b,...] [--k 10] [--weights ema|raw]`
  *
  * One self-contained HTML file (no script, no network: every chart is an SVG rendered by vega-lite + vega when the
  * report is built) showing, over the runs named: training loss and validation error over steps; the test set's L_adv
@@ -16,7 +16,7 @@ import * as vega from "vega"
 import * as vl from "vega-lite"
 import { selectBackend } from "../engine/backend.ts"
 import { ConfigError, RunDirError, reportUserError } from "../errors.ts"
-import { attempt, DEFAULT_WORDS, readMetrics, resolveRuns, type RunInfo, runNeighbors, type WordNeighbors } from "./inspect.ts"
+import { attempt, DEFAULT_WORDS, readMetrics, resolveRuns, type RunInfo, runNeighbors, type Weights, type WordNeighbors } from "./inspect.ts"
 import { runMain } from "./main.ts"
 import { formatDuration } from "./progress.ts"
 
@@ -396,12 +396,13 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; } .sim { color: 
 /** Builds the report page: reads the runs, renders every chart to SVG and the neighbour tables. The backend must be selected. */
 export const buildReport = (
   paths: ReadonlyArray<string>,
-  options: { readonly words?: ReadonlyArray<string>; readonly k?: number; readonly log?: (line: string) => void } = {}
+  options: { readonly words?: ReadonlyArray<string>; readonly k?: number; readonly weights?: Weights; readonly log?: (line: string) => void } = {}
 ): Effect.Effect<string, RunDirError> =>
   Effect.gen(function* () {
     const log = options.log ?? (() => {})
     const words = options.words ?? DEFAULT_WORDS
     const k = options.k ?? 10
+    const weights = options.weights ?? "ema"
     const data = yield* attempt(() => reportData(paths))
     log(`read ${data.runs.length} run${data.runs.length === 1 ? "" : "s"}: ${data.runs.map((r) => r.label).join(", ")}`)
     for (const run of data.partialRuns) log(`note: ${run}: the last line of metrics.jsonl is incomplete (still being written?); left out`)
@@ -414,7 +415,7 @@ export const buildReport = (
     // A run without a readable checkpoint (still before its first one) gets a note in its column, not a failed report.
     const neighbors = data.runs.map((run) => {
       try {
-        return runNeighbors(run, words, k)
+        return runNeighbors(run, words, k, weights)
       } catch (cause) {
         if (cause instanceof RunDirError) return cause.message
         throw cause
@@ -442,7 +443,7 @@ ${classifierRuns ? section("Training", ["training-loss", "validation-error"], "N
 ${classifierRuns ? section("Loss under perturbation (Figure 2)", ["adversarial-loss", "virtual-adversarial-loss"], "No test L_adv / L_vadv logged (perturbation.evalEpsilon is 0, or no evaluation has run yet: train.evalEvery).") : ""}
 ${data.results.length > 0 ? section("Test error by method", ["test-error-by-method"], "", methodTable(data.results)) : classifierRuns ? `<section><h2>Test error by method</h2><p class="meta">No run has finished yet (no summary.json).</p></section>` : ""}
 ${lmRuns ? section("Language model", ["lm-perplexity", "lm-loss"], "No perplexity logged yet.") : ""}
-<section><h2>Nearest neighbours (Table 3)</h2><p class="meta">Cosine similarity in the embedding the model reads (EMA weights, Eq. 1 normalized when the run normalizes); ${k} per word, one column per run.</p>
+<section><h2>Nearest neighbours (Table 3)</h2><p class="meta">Cosine similarity in the embedding the model reads (${weights === "ema" ? "EMA" : "raw trained"} weights, Eq. 1 normalized when the run normalizes); ${k} per word, one column per run.</p>
 ${neighborTables(data.runs, neighbors, words)}</section>
 </body></html>
 `
@@ -454,7 +455,8 @@ const report = Command.make(
     paths: Argument.String("run-dir-or-experiment-root").pipe(Argument.withDescription("run directories and/or experiment roots"), Argument.atLeast(1)),
     out: Flag.String("out").pipe(Flag.withDescription("the HTML file to write"), Flag.withDefault("report.html")),
     words: Flag.String("words").pipe(Flag.withDescription(`comma-separated words for the neighbour tables`), Flag.withDefault(DEFAULT_WORDS.join(","))),
-    k: Flag.Int("k").pipe(Flag.withDescription("neighbours per word"), Flag.withDefault(10))
+    k: Flag.Int("k").pipe(Flag.withDescription("neighbours per word"), Flag.withDefault(10)),
+    weights: Flag.Literals("weights", ["ema", "raw"]).pipe(Flag.withDescription("neighbours in the EMA weights (what evaluation uses) or the raw trained ones"), Flag.withDefault("ema"))
   },
   (args) =>
     Effect.promise(async () => {
@@ -465,7 +467,7 @@ const report = Command.make(
       const log = (line: string) => process.stderr.write(line + "\n")
       const program = Effect.gen(function* () {
         yield* selectBackend("cpu")
-        const html = yield* buildReport(args.paths, { words, k: args.k, log })
+        const html = yield* buildReport(args.paths, { words, k: args.k, weights: args.weights, log })
         yield* attempt(() => {
           try {
             writeFileSync(args.out, html)

@@ -35,13 +35,13 @@ describe("neighbors", () => {
   })
 
   /** Brute force: cosine over the checkpoint's EMA embedding, Eq. 1 normalized (reference tfjs form) when the run is. */
-  const bruteForce = (runDir: string, word: string, normalize: boolean) => {
+  const bruteForce = (runDir: string, word: string, normalize: boolean, group: "ema" | "params" = "ema") => {
     const ckpt = readCheckpoint(join(runDir, "checkpoint.ckpt"))
     const words = ckpt.meta.vocabulary as Array<string>
     const counts = ckpt.meta.counts as Array<number>
     const total = counts.reduce((a, b) => a + b, 0)
     const f = tf.tensor1d(counts.map((c) => c / total))
-    const ema = ckpt.tensors.get("ema/embedding") as tf.Tensor2D
+    const ema = ckpt.tensors.get(`${group}/embedding`) as tf.Tensor2D
     const table = normalize ? referenceNormalizeEmbeddings(ema, f) : ema
     const rows = table.arraySync()
     tf.dispose([f, table, ...ckpt.tensors.values()])
@@ -71,6 +71,16 @@ describe("neighbors", () => {
     const [normalized] = runNeighbors(run, ["great"], 5)
     const rawSpace = bruteForce(baseline, "great", false).slice(0, 5).map((n) => n.similarity)
     expect("neighbors" in normalized && normalized.neighbors.map((n) => n.similarity)).not.toEqual(rawSpace)
+  })
+
+  test("weights \"raw\" reads the trained variables instead of their EMA", () => {
+    const [run] = resolveRuns([baseline])
+    const [raw] = runNeighbors(run, ["great"], 5, "raw")
+    const expected = bruteForce(baseline, "great", true, "params").slice(0, 5)
+    if (!("neighbors" in raw)) throw new Error("great should be in the vocabulary")
+    for (let i = 0; i < 5; i++) expect(Math.abs(raw.neighbors[i].similarity - expected[i].similarity)).toBeLessThan(1e-4)
+    const [ema] = runNeighbors(run, ["great"], 5)
+    expect("neighbors" in ema && ema.neighbors.map((n) => n.similarity)).not.toEqual(raw.neighbors.map((n) => n.similarity))
   })
 
   test("tokenizes the query as the run did (lowercase), and notes out-of-vocabulary and multi-token queries", () => {
