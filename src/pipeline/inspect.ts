@@ -156,9 +156,10 @@ export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: nu
     const { lowercase, tokenizer } = run.config.data
     const resolved = queries.map((query): { query: string; id: number } | { query: string; note: string } => {
       const tokens = tokenize(query, { lowercase, tokenizer })
-      if (tokens.length !== 1) return { query, note: `"${query}" is ${tokens.length === 0 ? "no token" : `${tokens.length} tokens (${tokens.join(" ")})`} for this run's tokenizer` }
+      // The query heads the table, so a note need not repeat it.
+      if (tokens.length !== 1) return { query, note: tokens.length === 0 ? "no token for this run's tokenizer" : `${tokens.length} tokens for this run's tokenizer (${tokens.join(" ")})` }
       const id = index.get(tokens[0])
-      return id === undefined || id === eos ? { query, note: `"${tokens[0]}" is not in this run's vocabulary (${words.length} words)` } : { query, id }
+      return id === undefined || id === eos ? { query, note: `not in this run's vocabulary (${words.length.toLocaleString("en-US")} words)` } : { query, id }
     })
     const ids = resolved.flatMap((r) => ("id" in r ? [r.id] : []))
     const total = counts.reduce((a, b) => a + b, 0)
