@@ -10,11 +10,11 @@ import { join } from "node:path"
 import { RunDirError } from "../errors.ts"
 import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
 import { EMBEDDING } from "../model/classifier.ts"
-import { nearestNeighbors } from "../model/neighbors.ts"
+import { type Neighbor, nearestNeighbors } from "../model/neighbors.ts"
 import { withTable } from "../stages/evaluate.ts"
 import { tokenize } from "../stages/tokenize.ts"
 import { METHODS } from "../stages/train.ts"
-import { EOS } from "../stages/vocabulary.ts"
+import { EOS, Vocabulary } from "../stages/vocabulary.ts"
 import { type Config, resolveConfig } from "./config.ts"
 
 /** The words the report shows neighbours of when none are chosen (sentiment words, as in the paper's Table 3). */
@@ -130,9 +130,9 @@ export type WordNeighbors =
  * The k nearest neighbours of each query word in a run's embedding, as the model sees it: the EMA weights (what
  * evaluation uses; `weights: "raw"` reads the trained variables, which lead the EMA early in a run and are what a
  * classifier restores from a pretraining run), Eq. 1 normalized with the run's unigram frequencies when the run
- * normalizes. A query is tokenized
- * as the run's data were (e.g. lowercased); one that is not a single in-vocabulary token gets a note instead. EOS is
- * never a neighbour. The backend must be selected. Throws a RunDirError when the checkpoint cannot be read.
+ * normalizes. A query is tokenized as the run's data were (e.g. lowercased); one that is not a single in-vocabulary
+ * token gets a note instead. EOS is never a neighbour. The backend must be selected. Throws a RunDirError when the
+ * checkpoint cannot be read.
  */
 export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: number, weights: Weights = "ema"): Array<WordNeighbors> {
   const path = join(run.dir, CHECKPOINT)
@@ -148,11 +148,11 @@ export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: nu
     const words = meta.vocabulary as ReadonlyArray<string> | undefined
     const counts = meta.counts as ReadonlyArray<number> | undefined
     const embedding = tensors.get(`${weights === "ema" ? "ema" : "params"}/${EMBEDDING}`)
-    if (words === undefined || counts === undefined || embedding === undefined || embedding.shape[0] !== words.length) {
+    if (words === undefined || counts === undefined || words.at(-1) !== EOS || embedding === undefined || embedding.shape[0] !== words.length) {
       throw runDirError(`${path} lacks the vocabulary, its counts or the ${weights === "ema" ? "EMA" : "raw"} embedding (or they disagree in size); it cannot be inspected.`)
     }
-    const index = new Map(words.map((w, i) => [w, i]))
-    const eos = index.get(EOS)
+    const vocabulary = new Vocabulary(words, counts)
+    const { index, eosId: eos } = vocabulary
     const { lowercase, tokenizer } = run.config.data
     const resolved = queries.map((query): { query: string; id: number } | { query: string; note: string } => {
       const tokens = tokenize(query, { lowercase, tokenizer })
@@ -162,17 +162,13 @@ export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: nu
       return id === undefined || id === eos ? { query, note: `not in this run's vocabulary (${words.length.toLocaleString("en-US")} words)` } : { query, id }
     })
     const ids = resolved.flatMap((r) => ("id" in r ? [r.id] : []))
-    const total = counts.reduce((a, b) => a + b, 0)
-    const frequencies = tf.tensor1d(counts.map((c) => c / total))
-    const found = (() => {
-      try {
-        return withTable({ [EMBEDDING]: embedding }, frequencies, run.config.model.normalizeEmbeddings, (table) =>
-          nearestNeighbors(table as tf.Tensor2D, ids, k, new Set(eos === undefined ? [] : [eos]))
-        )
-      } finally {
-        frequencies.dispose()
-      }
-    })()
+    const frequencies = tf.tensor1d(vocabulary.frequencies())
+    let found: Array<Array<Neighbor>>
+    try {
+      found = withTable({ [EMBEDDING]: embedding }, frequencies, run.config.model.normalizeEmbeddings, (table) => nearestNeighbors(table as tf.Tensor2D, ids, k, new Set([eos])))
+    } finally {
+      frequencies.dispose()
+    }
     let next = 0
     return resolved.map((r) =>
       "id" in r ? { query: r.query, word: words[r.id], neighbors: found[next++].map((n) => ({ word: words[n.id], similarity: n.similarity })) } : r

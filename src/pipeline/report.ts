@@ -190,7 +190,9 @@ export function thin(points: ReadonlyArray<Point>, max: number): { points: Array
   const groups = new Map<string, Array<Point>>()
   for (const p of points) {
     const key = `${p.run}\u0000${p.series ?? ""}`
-    groups.set(key, [...(groups.get(key) ?? []), p])
+    const group = groups.get(key)
+    if (group === undefined) groups.set(key, [p])
+    else group.push(p)
   }
   const longest = Math.max(0, ...[...groups.values()].map((g) => g.length))
   if (longest <= max) return { points: [...points], bucket: 1 }
