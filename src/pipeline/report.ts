@@ -470,12 +470,9 @@ const report = Command.make(
       const program = Effect.gen(function* () {
         yield* selectBackend("cpu")
         const html = yield* buildReport(args.paths, { words, k: args.k, weights: args.weights, log })
-        yield* attempt(() => {
-          try {
-            writeFileSync(args.out, html)
-          } catch (cause) {
-            throw new RunDirError({ message: `cannot write ${args.out}: ${(cause as Error).message}. Pass a writable path with --out FILE.` })
-          }
+        yield* Effect.try({
+          try: () => writeFileSync(args.out, html),
+          catch: (cause) => new RunDirError({ message: `cannot write ${args.out}: ${(cause as Error).message}. Pass a writable path with --out FILE.` })
         })
         log(`wrote ${args.out} (${Math.round(html.length / 1024)} KB)`)
       })

@@ -190,6 +190,10 @@ export default defineConfig({
       expect(r.stderr).toContain(needle)
       noStackTrace(r.stderr)
     }
+    const unwritable = bunRun("src/pipeline/report.ts", [runDir("baseline", 0), "--out", "/nonexistent/dir/r.html"])
+    expect(unwritable.code).toBe(1)
+    expect(unwritable.stderr).toContain("cannot write /nonexistent/dir/r.html")
+    noStackTrace(unwritable.stderr)
     const k = bunRun("src/pipeline/report.ts", [root, "--k", "0"])
     expect(k.code).toBe(2)
     noStackTrace(k.stderr)
