@@ -54,6 +54,7 @@ export {
   type TrainState
 } from "./model/optimizer.ts"
 export { CHECKPOINT, extraOf, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "./model/checkpoint.ts"
+export { cosineSimilarity, nearestNeighbors, type Neighbor } from "./model/neighbors.ts"
 
 export { DEFAULTS, defineConfig, resolveConfig, type Config, type ConfigInput } from "./pipeline/config.ts"
 export { prepareData, splitCorpus, type PreparedData } from "./pipeline/data.ts"
@@ -66,3 +67,14 @@ export { loadClassifier, openClassifier, type Classifier, type ClassifyProgress,
 export { readInputs, type InputFormat, type InputText } from "./use/inputs.ts"
 export { formatScores, score, type ClassScores, type Scores } from "./use/scores.ts"
 export { buildLayersModel, exportRun, tokenizerModule } from "./use/export.ts"
+export {
+  DEFAULT_WORDS,
+  experimentRunDirs,
+  neighborsOfRuns,
+  readMetrics,
+  resolveRuns,
+  runNeighbors,
+  type MetricsLog,
+  type RunInfo,
+  type WordNeighbors
+} from "./pipeline/inspect.ts"
