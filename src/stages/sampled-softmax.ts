@@ -167,7 +167,7 @@ export function fusedSampledSoftmaxLoss(
     const trueLogits = Float32Array.from(targets, (t, n) => b[t] - logExpectedTrue[n])
     for (let n = 0; n < N; n++) trueLogits[n] += dot(h, n * H, Wt, n * H, H)
     // probs: the sampled logits, then (in place) their softmax probabilities, kept for the backward pass.
-    const probs = new Float32Array(N * K)
+    const probs = takeScratch(N * K)
     blas.sgemm(false, true, N, K, H, 1, h, H, Wc, H, 0, probs, K)
     const pTrue = new Float32Array(N)
     const loss = sampledSoftmaxRows(probs, trueLogits, targets, ids, bc, candidates.logExpectedSampled, pTrue, N, K)
@@ -177,13 +177,14 @@ export function fusedSampledSoftmaxLoss(
         // ∂loss_n/∂(sampled logit k) = p_nk; ∂loss_n/∂(true logit) = p_n,true − 1; both times the upstream dy_n.
         const g = dy.dataSync() as Float32Array
         scaleRows(probs, g, N, K)
-        const dHidden = new Float32Array(N * H)
-        blas.sgemm(false, false, N, H, K, 1, probs, K, Wc, H, 0, dHidden, H)
+        const trueCoef = Float64Array.from(g, (gn, n) => gn * (pTrue[n] - 1))
+        const dHidden = filledTensor([N, H], [], (out) => {
+          blas.sgemm(false, false, N, H, K, 1, probs, K, Wc, H, 0, out, H)
+          for (let n = 0; n < N; n++) axpy(trueCoef[n], Wt, n * H, out, n * H, H)
+        })
         const dWc = new Float32Array(K * H)
         blas.sgemm(true, false, K, H, N, 1, probs, K, h, H, 0, dWc, H)
         const db = new Float32Array(V)
-        const trueCoef = Float64Array.from(g, (gn, n) => gn * (pTrue[n] - 1))
-        for (let n = 0; n < N; n++) axpy(trueCoef[n], Wt, n * H, dHidden, n * H, H)
         // The dense [V, H] gradient is written straight into the backend's memory: zeros but for the touched rows.
         const dW = filledTensor([V, H], [], (out) => {
           out.fill(0)
@@ -193,11 +194,26 @@ export function fusedSampledSoftmaxLoss(
             db[targets[n]] += trueCoef[n]
           }
         })
-        return [tf.tensor2d(dHidden, [N, H]), dW, tf.tensor1d(db)]
+        releaseScratch(probs)
+        return [dHidden, dW, tf.tensor1d(db)]
       }
     }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
   return op(hidden, weights, bias) as tf.Tensor1D
+}
+
+/**
+ * The op's [N, K] probabilities live from its forward pass to its backward pass; the buffers are reused from step to
+ * step instead of allocating (and page-faulting) ~10 MB each time. A buffer whose backward pass never runs is simply
+ * not returned.
+ */
+const scratch: Array<Float32Array> = []
+function takeScratch(n: number): Float32Array {
+  const i = scratch.findIndex((b) => b.length === n)
+  return i >= 0 ? scratch.splice(i, 1)[0] : new Float32Array(n)
+}
+function releaseScratch(buffer: Float32Array): void {
+  if (scratch.length < 4) scratch.push(buffer)
 }
 
 // The op's loops, as top-level functions so the JIT optimizes them once.
