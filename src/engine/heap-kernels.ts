@@ -7,12 +7,15 @@ import * as tf from "@tensorflow/tfjs-core"
 import { assemblyBinary, hasDataSegments } from "./assembly.ts"
 
 export interface HeapKernels {
+  standardize(v: number, f: number, out: number, stats: number, V: number, D: number): void
+  standardizeBackward(g: number, v: number, f: number, a: number, stats: number, V: number, D: number): void
   adamEma(p: number, m: number, v: number, e: number, g: number, n: number, beta1: number, beta2: number, epsilon: number, stepSize: number, keep: number, gradScale: number): void
 }
 
 interface WasmBackend {
   wasm: { asm: { memory: WebAssembly.Memory } }
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined }
+  makeOutput(shape: Array<number>, dtype: tf.DataType): tf.TensorInfo
 }
 
 let compiled: WebAssembly.Module | undefined
@@ -52,3 +55,14 @@ export function heapKernels(): HeapKernels | undefined {
 
 /** A wasm-backend tensor's byte offset in the heap. */
 export const heapOffset = (t: tf.Tensor): number => (tf.backend() as unknown as WasmBackend).dataIdMap.get(t.dataId)!.memoryOffset
+
+/** A new float32 tensor on the wasm heap, uninitialized: a kernel must write all of it. */
+export function heapTensor(shape: Array<number>): tf.Tensor {
+  return tf.engine().makeTensorFromTensorInfo((tf.backend() as unknown as WasmBackend).makeOutput(shape, "float32"))
+}
+
+/** n float64 values at a heap tensor's offset (scratch for kernels' float64 statistics); undefined if misaligned. */
+export function heapF64(t: tf.Tensor, n: number): Float64Array | undefined {
+  const at = heapOffset(t)
+  return at % 8 === 0 ? new Float64Array((tf.backend() as unknown as WasmBackend).wasm.asm.memory.buffer, at, n) : undefined
+}

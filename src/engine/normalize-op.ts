@@ -8,9 +8,11 @@
  *   backward, with G = ∂L/∂v̄:   A_k = s·G_k − s³ · (Σ_j G_j c_j) · f_k c_k,   ∂L/∂v_k = A_k − f_k Σ_j A_j
  *
  * The frequencies are a constant (no gradient). c is recomputed from v in the backward pass (v is unchanged until
- * the optimizer step), rounded to float32 exactly where a stored float32 copy of it would be.
+ * the optimizer step), rounded to float32 exactly where a stored float32 copy of it would be. On the wasm backend the
+ * passes run as SIMD kernels on the backend's heap (src/engine/assembly/heap-kernels.ts), with the same bits.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { heapF64, type HeapKernels, heapKernels, heapOffset, heapTensor } from "./heap-kernels.ts"
 import { filledTensor } from "./js-kernel.ts"
 
 export function fusedNormalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
@@ -19,16 +21,55 @@ export function fusedNormalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf
   const op = tf.customGrad(((raw: tf.Tensor) => {
     const mean = new Float64Array(D)
     const scale = new Float64Array(D)
-    const value = filledTensor([V, D], [raw], (out, v) => standardize(v, f, mean, scale, out, V, D))
+    const simd = heapKernels()
+    const value =
+      simd === undefined || frequencies.dtype !== "float32"
+        ? filledTensor([V, D], [raw], (out, v) => standardize(v, f, mean, scale, out, V, D))
+        : heapStandardize(simd, raw, frequencies, mean, scale, V, D)
     return {
       value,
       gradFunc: (dy: tf.Tensor) => {
         if (raw.isDisposed) throw new Error("normalizeEmbeddings: the embedding was disposed before its gradient was taken")
-        return filledTensor([V, D], [dy, raw], (a, g, v) => standardizeBackward(g, v, f, mean, scale, a, V, D))
+        return simd === undefined || frequencies.dtype !== "float32" || frequencies.isDisposed
+          ? filledTensor([V, D], [dy, raw], (a, g, v) => standardizeBackward(g, v, f, mean, scale, a, V, D))
+          : heapStandardizeBackward(simd, dy, raw, frequencies, mean, scale, V, D)
       }
     }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
   return op(embedding) as tf.Tensor2D
+}
+
+/** The forward pass as the SIMD kernel on the wasm heap (same bits); keeps μ and s for the backward pass. */
+function heapStandardize(simd: HeapKernels, raw: tf.Tensor, frequencies: tf.Tensor, mean: Float64Array, scale: Float64Array, V: number, D: number): tf.Tensor {
+  const out = heapTensor([V, D])
+  const stats = heapTensor([6 * D])
+  const view = heapF64(stats, 3 * D)
+  if (view === undefined) {
+    stats.dispose()
+    out.dispose()
+    return filledTensor([V, D], [raw], (o, v) => standardize(v, frequencies.dataSync() as Float32Array, mean, scale, o, V, D))
+  }
+  simd.standardize(heapOffset(raw), heapOffset(frequencies), heapOffset(out), heapOffset(stats), V, D)
+  mean.set(view.subarray(0, D)) // nothing was allocated since the view was taken
+  scale.set(view.subarray(2 * D, 3 * D))
+  stats.dispose()
+  return out
+}
+
+function heapStandardizeBackward(simd: HeapKernels, dy: tf.Tensor, raw: tf.Tensor, frequencies: tf.Tensor, mean: Float64Array, scale: Float64Array, V: number, D: number): tf.Tensor {
+  const out = heapTensor([V, D])
+  const stats = heapTensor([8 * D])
+  const view = heapF64(stats, 4 * D)
+  if (view === undefined) {
+    stats.dispose()
+    out.dispose()
+    return filledTensor([V, D], [dy, raw], (a, g, v) => standardizeBackward(g, v, frequencies.dataSync() as Float32Array, mean, scale, a, V, D))
+  }
+  view.set(mean, 0)
+  view.set(scale, D)
+  simd.standardizeBackward(heapOffset(dy), heapOffset(raw), heapOffset(frequencies), heapOffset(out), heapOffset(stats), V, D)
+  stats.dispose()
+  return out
 }
 
 /** Fills `mean` with μ, `scale` with (σ² + 1e-6)^(−1/2) per dimension, and `out` with (v − μ) · s. */

@@ -4,7 +4,8 @@ import fc from "fast-check"
 import { fusedNormalizeEmbeddings } from "../../src/engine/normalize-op.ts"
 import { referenceNormalizeEmbeddings } from "../../src/model/classifier.ts"
 import { rng } from "../../src/random.ts"
-import { expectClose, randomFloats, useBackend } from "../helpers.ts"
+import { heapKernels, setHeapKernels } from "../../src/engine/heap-kernels.ts"
+import { expectClose, initBackend, randomFloats, useBackend } from "../helpers.ts"
 
 useBackend("cpu")
 
@@ -79,5 +80,37 @@ describe("fusedNormalizeEmbeddings (Eq. 1 as one op)", () => {
     }
     expect(tf.memory().numTensors).toBe(before)
     tf.dispose([raw, f])
+  })
+})
+
+describe("fusedNormalizeEmbeddings on the wasm heap (SIMD kernels)", () => {
+  test("value and gradient are the same bits as the JS loops, for even and odd D", async () => {
+    await initBackend("wasm")
+    try {
+      fc.assert(
+        fc.property(fc.integer({ min: 2, max: 60 }), fc.integer({ min: 1, max: 11 }), fc.integer({ min: 0, max: 1e6 }), (V, D, seed) => {
+          const random = rng(seed, "normalize-heap")
+          const raw = tf.tensor2d(randomFloats(V * D, random, -3, 3), [V, D])
+          const f = tf.tensor1d(frequencies(V, seed))
+          const weights = tf.tensor2d(randomFloats(V * D, random), [V, D])
+          const run = (simd: boolean) => {
+            setHeapKernels(simd)
+            expect(heapKernels() !== undefined).toBe(simd)
+            return tf.tidy(() => {
+              const loss = (e: tf.Tensor) => tf.sum(tf.mul(fusedNormalizeEmbeddings(e as tf.Tensor2D, f), weights)) as tf.Scalar
+              return [Array.from(fusedNormalizeEmbeddings(raw, f).dataSync()), Array.from(tf.grad(loss)(raw).dataSync())]
+            })
+          }
+          const before = tf.memory().numTensors
+          expect(run(true)).toEqual(run(false))
+          expect(tf.memory().numTensors).toBe(before)
+          tf.dispose([raw, f, weights])
+        }),
+        { numRuns: 40 }
+      )
+    } finally {
+      setHeapKernels(true)
+      await initBackend("cpu")
+    }
   })
 })

@@ -45,3 +45,119 @@ export function adamEma(p: usize, m: usize, v: usize, e: usize, g: usize, n: i32
   }
 }
 
+
+// Paper Eq. (1) over a [V, D] embedding, as src/engine/normalize-op.ts's JS loops (the same float64 operations in
+// the same order, two dimensions at a time). stats: 3·D f64 — mean, variance, scale — written here.
+export function standardize(v: usize, f: usize, out: usize, stats: usize, V: i32, D: i32): void {
+  const mean = stats
+  const variance = stats + ((<usize>D) << 3)
+  const scale = stats + ((<usize>D) << 4)
+  memory.fill(stats, 0, (<usize>D) << 4)
+  const D2 = D & ~1
+  for (let k = 0; k < V; k++) {
+    const fk = <f64>load<f32>(f + ((<usize>k) << 2))
+    const fv = f64x2.splat(fk)
+    const row = v + ((<usize>k * <usize>D) << 2)
+    let d = 0
+    for (; d < D2; d += 2) {
+      const at = mean + ((<usize>d) << 3)
+      v128.store(at, f64x2.add(v128.load(at), f64x2.mul(fv, f64x2.promote_low_f32x4(v128.load64_zero(row + ((<usize>d) << 2))))))
+    }
+    for (; d < D; d++) store<f64>(mean + ((<usize>d) << 3), load<f64>(mean + ((<usize>d) << 3)) + fk * <f64>load<f32>(row + ((<usize>d) << 2)))
+  }
+  for (let k = 0; k < V; k++) {
+    const fk = <f64>load<f32>(f + ((<usize>k) << 2))
+    const fv = f64x2.splat(fk)
+    const row = v + ((<usize>k * <usize>D) << 2)
+    let d = 0
+    for (; d < D2; d += 2) {
+      const c = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3)))
+      const at = variance + ((<usize>d) << 3)
+      v128.store(at, f64x2.add(v128.load(at), f64x2.mul(f64x2.mul(fv, c), c)))
+    }
+    for (; d < D; d++) {
+      const c = <f64>load<f32>(row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))
+      store<f64>(variance + ((<usize>d) << 3), load<f64>(variance + ((<usize>d) << 3)) + fk * c * c)
+    }
+  }
+  for (let d = 0; d < D; d++) store<f64>(scale + ((<usize>d) << 3), 1.0 / Math.sqrt(load<f64>(variance + ((<usize>d) << 3)) + 1e-6))
+  for (let k = 0; k < V; k++) {
+    const row = v + ((<usize>k * <usize>D) << 2)
+    const orow = out + ((<usize>k * <usize>D) << 2)
+    let d = 0
+    for (; d < D2; d += 2) {
+      const c = f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3))))
+      v128.store64_lane(orow + ((<usize>d) << 2), f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(c), v128.load(scale + ((<usize>d) << 3)))), 0)
+    }
+    for (; d < D; d++) {
+      const c = <f64>(<f32>(<f64>load<f32>(row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
+      store<f32>(orow + ((<usize>d) << 2), <f32>(c * load<f64>(scale + ((<usize>d) << 3))))
+    }
+  }
+}
+
+// Its gradient: a = s·G − s³(Σ G c)·f c, then a −= f Σ a. stats: 4·D f64 — mean and scale (read), then two
+// accumulators (written here).
+export function standardizeBackward(g: usize, v: usize, f: usize, a: usize, stats: usize, V: i32, D: i32): void {
+  const mean = stats
+  const scale = stats + ((<usize>D) << 3)
+  const gc = stats + ((<usize>D) << 4)
+  const sumA = stats + (<usize>D) * 24
+  memory.fill(gc, 0, (<usize>D) << 4)
+  const D2 = D & ~1
+  for (let k = 0; k < V; k++) {
+    const row = (<usize>k * <usize>D) << 2
+    let d = 0
+    for (; d < D2; d += 2) {
+      const c = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(v + row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3)))))
+      const at = gc + ((<usize>d) << 3)
+      v128.store(at, f64x2.add(v128.load(at), f64x2.mul(f64x2.promote_low_f32x4(v128.load64_zero(g + row + ((<usize>d) << 2))), c)))
+    }
+    for (; d < D; d++) {
+      const c = <f64>(<f32>(<f64>load<f32>(v + row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
+      store<f64>(gc + ((<usize>d) << 3), load<f64>(gc + ((<usize>d) << 3)) + <f64>load<f32>(g + row + ((<usize>d) << 2)) * c)
+    }
+  }
+  // gc becomes coef = s³ · gc, in place.
+  for (let d = 0; d < D; d++) {
+    const s = load<f64>(scale + ((<usize>d) << 3))
+    store<f64>(gc + ((<usize>d) << 3), s * s * s * load<f64>(gc + ((<usize>d) << 3)))
+  }
+  const coef = gc
+  for (let k = 0; k < V; k++) {
+    const fk = <f64>load<f32>(f + ((<usize>k) << 2))
+    const fv = f64x2.splat(fk)
+    const row = (<usize>k * <usize>D) << 2
+    let d = 0
+    for (; d < D2; d += 2) {
+      const c = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(v + row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3)))))
+      const x = f64x2.sub(
+        f64x2.mul(v128.load(scale + ((<usize>d) << 3)), f64x2.promote_low_f32x4(v128.load64_zero(g + row + ((<usize>d) << 2)))),
+        f64x2.mul(f64x2.mul(v128.load(coef + ((<usize>d) << 3)), fv), c)
+      )
+      v128.store64_lane(a + row + ((<usize>d) << 2), f32x4.demote_f64x2_zero(x), 0)
+      const at = sumA + ((<usize>d) << 3)
+      v128.store(at, f64x2.add(v128.load(at), x))
+    }
+    for (; d < D; d++) {
+      const c = <f64>(<f32>(<f64>load<f32>(v + row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
+      const x = load<f64>(scale + ((<usize>d) << 3)) * <f64>load<f32>(g + row + ((<usize>d) << 2)) - load<f64>(coef + ((<usize>d) << 3)) * fk * c
+      store<f32>(a + row + ((<usize>d) << 2), <f32>x)
+      store<f64>(sumA + ((<usize>d) << 3), load<f64>(sumA + ((<usize>d) << 3)) + x)
+    }
+  }
+  for (let k = 0; k < V; k++) {
+    const fk = <f64>load<f32>(f + ((<usize>k) << 2))
+    const fv = f64x2.splat(fk)
+    const row = a + ((<usize>k * <usize>D) << 2)
+    let d = 0
+    for (; d < D2; d += 2) {
+      const at = row + ((<usize>d) << 2)
+      v128.store64_lane(at, f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(at)), f64x2.mul(fv, v128.load(sumA + ((<usize>d) << 3))))), 0)
+    }
+    for (; d < D; d++) {
+      const at = row + ((<usize>d) << 2)
+      store<f32>(at, <f32>(<f64>load<f32>(at) - fk * load<f64>(sumA + ((<usize>d) << 3))))
+    }
+  }
+}
