@@ -41,5 +41,5 @@ export function klDivergence(qLogits: tf.Tensor2D, pLogits: tf.Tensor2D): tf.Ten
   })
 }
 
-/** Mean KL over the batch: the virtual adversarial loss (paper Eq. 7). */
+/** Mean KL over the batch: the virtual adversarial loss L_v-adv (paper Eq. 8). */
 export const meanKl = (qLogits: tf.Tensor2D, pLogits: tf.Tensor2D): tf.Scalar => tf.tidy(() => tf.mean(klDivergence(qLogits, pLogits)) as tf.Scalar)

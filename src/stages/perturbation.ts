@@ -1,8 +1,8 @@
 /**
  * Perturbations on the embedded window e [B, T, D] (paper §3, spec A3). All are added *after* embedding dropout.
  *
- *   r_adv  = ε · g / ‖g‖₂,   g = ∇_e ℓ(e)                                    (paper Eq. 2–5; spec A3.3)
- *   r_vadv = ε · d / ‖d‖₂,   d = ∇_d KL(p(·|e) ‖ p(·|e + d)) at d = ξ·u/‖u‖   (paper Eq. 6–8; spec A3.4)
+ *   r_adv  = ε · g / ‖g‖₂,   g = ∇_e ℓ(e)                                    (paper Eq. 5; spec A3.3)
+ *   r_vadv = ε · d / ‖d‖₂,   d = ∇_d KL(p(·|e) ‖ p(·|e + d)) at d = ξ·u/‖u‖   (paper Eq. 7; spec A3.4)
  *   r_rand = ε · u / ‖u‖₂,   u ~ N(0, I)                                     (spec A3.5)
  *
  * Norms are per example over time × embedding dims of the window, with the reference's max-rescale guard so that a
@@ -58,7 +58,7 @@ export function adversarialPerturbation(lossGradient: tf.Tensor3D, epsilon: numb
 }
 
 /**
- * r_vadv by power iteration (paper Eq. 8, spec A3.4): d ← ∇_d KL(q ‖ p(e + d)) at d = ξ·normalize(mask(d)), repeated
+ * r_vadv by power iteration (paper Eq. 7, spec A3.4): d ← ∇_d KL(q ‖ p(e + d)) at d = ξ·normalize(mask(d)), repeated
  * `iterations` times from d ~ N(0, I), then scaled to ε. `klAt(d)` must return the KL with q held constant.
  */
 export function virtualAdversarialPerturbation(

@@ -2,7 +2,7 @@
  * The training step: tensors for the zipped labeled/unlabeled batches, the clean forward, the method's perturbed
  * passes, the loss gradient, clipping, Adam and EMA. Every tensor a step creates is released before it returns.
  *
- * Total loss (paper Eq. 2, 5, 7; spec A3.6):  L = ℓ(e_l) + λ · Σ_terms
+ * Total loss (paper Eq. 6 and 8; spec A3.6):  L = ℓ(e_l) + λ · Σ_terms
  *   random             ℓ(e_l + r_rand)                  labeled stream
  *   random-unlabeled   KL(p(e_u) ‖ p(e_u + r_rand))     unlabeled stream (labeled-train + unlabeled, labels ignored)
  *   adversarial        ℓ(e_l + r_adv)                   labeled stream
