@@ -15,7 +15,8 @@ import { EMBEDDING, embed, embeddingDropoutMask, lstmSequence, type LstmState, t
 import { clipAndApply, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng, type Rng } from "../random.ts"
 import type { LmBatch } from "./lm-batch.ts"
-import { fullSoftmaxLoss, fusedSampledSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
+import { fusedSampledSoftmaxLoss } from "../engine/sampled-softmax-op.ts"
+import { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
 import { embeddingTable } from "./train.ts"
 
 /** The two directions: LSTM parameter group and LM head parameter group. */
