@@ -17,6 +17,11 @@ interface KernelExports {
   backwardStep(gates: number, cPrev: number, tanhC: number, dh: number, dc: number, dz: number, lengths: number, t: number, B: number, H: number): void
 }
 
+/** The sampled softmax's row pass (SIMD module only; see src/engine/assembly/lstm-gates.ts). */
+export interface SoftmaxRowsKernel {
+  softmaxRows(logits: number, trueLogits: number, targets: number, ids: number, shift: number, pTrue: number, loss: number, N: number, K: number): void
+}
+
 let compiled: WebAssembly.Module | undefined
 let loadError: string | undefined
 
@@ -32,6 +37,9 @@ export async function loadGateKernels(): Promise<{ readonly simd: boolean; reado
     return { simd: false, note: `JS gate loops (SIMD kernels unavailable: ${loadError})` }
   }
 }
+
+/** Whether new workspaces get the SIMD module. */
+export const simdGatesActive = (): boolean => compiled !== undefined && !simdDisabled
 
 /** Use the JS loops even when the SIMD module is loaded (tests compare the two). */
 export function setSimdGates(enabled: boolean): void {
@@ -51,6 +59,8 @@ export class Workspace {
   private next = RESERVED
   private readonly memory: WebAssembly.Memory | undefined
   readonly kernels: KernelExports
+  /** Present in SIMD workspaces only. */
+  readonly softmax: SoftmaxRowsKernel | undefined
 
   /** A workspace with room for `floats` values: a pooled one when available. Give it back with `release`. */
   static acquire(floats: number): Workspace {
@@ -74,10 +84,12 @@ export class Workspace {
       const instance = new WebAssembly.Instance(compiled!, { env: { memory: this.memory, abort: () => undefined } })
       this.buffer = this.memory.buffer
       this.kernels = instance.exports as unknown as KernelExports
+      this.softmax = instance.exports as unknown as SoftmaxRowsKernel
     } else {
       this.memory = undefined
       this.buffer = new ArrayBuffer(bytes)
       this.kernels = jsKernels(() => this.buffer)
+      this.softmax = undefined
     }
   }
 

@@ -4,6 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import type { Blas } from "./blas.ts"
+import { simdGatesActive, Workspace } from "./gates.ts"
 import { filledTensor, valuesView } from "./js-kernel.ts"
 
 /**
@@ -37,10 +38,8 @@ export function fusedSampledSoftmaxLoss(
     const trueLogits = Float32Array.from(targets, (t, n) => b[t] - logExpectedTrue[n])
     for (let n = 0; n < N; n++) trueLogits[n] += dot(h, n * H, Wt, n * H, H)
     // probs: the sampled logits, then (in place) their softmax probabilities, kept for the backward pass.
-    const probs = takeScratch(N * K)
-    blas.sgemm(false, true, N, K, H, 1, h, H, Wc, H, 0, probs, K)
-    const pTrue = new Float32Array(N)
-    const loss = sampledSoftmaxRows(probs, trueLogits, targets, ids, bc, candidates.logExpectedSampled, pTrue, N, K)
+    const rows = softmaxRowsOf(blas, h, Wc, trueLogits, targets, ids, bc, candidates.logExpectedSampled, N, K, H)
+    const { probs, pTrue, loss } = rows
     return {
       value: tf.tensor1d(loss),
       gradFunc: (dy: tf.Tensor) => {
@@ -64,7 +63,7 @@ export function fusedSampledSoftmaxLoss(
             db[targets[n]] += trueCoef[n]
           }
         })
-        releaseScratch(probs)
+        rows.release()
         return [dHidden, dW, tf.tensor1d(db)]
       }
     }
@@ -73,10 +72,49 @@ export function fusedSampledSoftmaxLoss(
 }
 
 /**
- * The op's [N, K] probabilities live from its forward pass to its backward pass; the buffers are reused from step to
- * step instead of allocating (and page-faulting) ~10 MB each time. A buffer whose backward pass never runs is simply
- * not returned.
+ * The sampled logits (one GEMM) and the row pass over them: in a SIMD workspace (src/engine/gates.ts) when the wasm
+ * kernels are loaded — its exp is the gate kernels' (relative error < 2e-7) and its sums are in f64 —, otherwise the
+ * JS loop below. The [N, K] probabilities live until the backward pass; their memory is reused from step to step
+ * instead of allocating (and page-faulting) ~10 MB each time, and simply not returned if no backward pass runs.
  */
+function softmaxRowsOf(
+  blas: Blas,
+  h: Float32Array,
+  Wc: Float32Array,
+  trueLogits: Float32Array,
+  targets: Int32Array,
+  ids: Int32Array,
+  sampledBias: Float32Array,
+  logExpectedSampled: Float32Array,
+  N: number,
+  K: number,
+  H: number
+): { readonly probs: Float32Array; readonly pTrue: Float32Array; readonly loss: Float32Array; release(): void } {
+  if (simdGatesActive()) {
+    const ws = Workspace.acquire(N * K + 4 * N + 2 * K)
+    const probs = ws.f32(N * K)
+    const shift = ws.f32(K)
+    for (let k = 0; k < K; k++) shift.view[k] = sampledBias[k] - logExpectedSampled[k]
+    const t = ws.f32(N)
+    t.view.set(trueLogits)
+    const pTrue = ws.f32(N)
+    const loss = ws.f32(N)
+    const targetsAt = ws.i32(targets).at
+    const idsAt = ws.i32(ids).at
+    if (ws.softmax !== undefined) {
+      blas.sgemm(false, true, N, K, H, 1, h, H, Wc, H, 0, probs.view, K)
+      ws.softmax.softmaxRows(probs.at, t.at, targetsAt, idsAt, shift.at, pTrue.at, loss.at, N, K)
+      return { probs: probs.view, pTrue: pTrue.view, loss: loss.view.slice(), release: () => ws.release() }
+    }
+    ws.release()
+  }
+  const probs = takeScratch(N * K)
+  blas.sgemm(false, true, N, K, H, 1, h, H, Wc, H, 0, probs, K)
+  const pTrue = new Float32Array(N)
+  const loss = sampledSoftmaxRows(probs, trueLogits, targets, ids, sampledBias, logExpectedSampled, pTrue, N, K)
+  return { probs, pTrue, loss, release: () => releaseScratch(probs) }
+}
+
 const scratch: Array<Float32Array> = []
 function takeScratch(n: number): Float32Array {
   const i = scratch.findIndex((b) => b.length === n)

@@ -8,6 +8,7 @@ import fc from "fast-check"
 import { tidy } from "../../src/engine/tidy.ts"
 import { permutation, rng } from "../../src/random.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
+import { loadGateKernels, setSimdGates, simdGatesActive } from "../../src/engine/gates.ts"
 import { fusedSampledSoftmaxLoss } from "../../src/engine/sampled-softmax-op.ts"
 import { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "../../src/stages/sampled-softmax.ts"
 import { expectClose, randomTensor, useBackend } from "../helpers.ts"
@@ -233,35 +234,41 @@ describe("sampledSoftmaxLoss", () => {
 
 describe("fusedSampledSoftmaxLoss (CPU engine op)", () => {
   const blas = loadBlas()
-  test.skipIf(blas === undefined)("equals sampledSoftmaxLoss in value and in gradients w.r.t. hidden, W and b, accidental hits included", () => {
+  test.skipIf(blas === undefined)("equals sampledSoftmaxLoss in value and in gradients w.r.t. hidden, W and b, accidental hits included (SIMD row pass and JS loop)", async () => {
     if (blas === undefined) return
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 3, max: 30 }), fc.integer({ min: 0, max: 1e6 }), (N, H, V, seed) => {
-        const random = rng(seed, "fused-sampled")
-        const counts = Array.from({ length: V }, () => 1 + Math.floor(random.uniform() * 20))
-        const sampler = new UnigramSampler(counts)
-        const K = 1 + Math.floor(random.uniform() * (V - 1))
-        const drawn = sampler.sample(K, random)
-        // Targets include sampled ids, so accidental hits occur.
-        const targets = Int32Array.from({ length: N }, () => Math.floor(random.uniform() * V))
-        const logTrue = sampler.logExpectedCount(targets, drawn.tries, K)
-        const hidden = randomTensor([N, H], seed, "h") as tf.Tensor2D
-        const W = randomTensor([V, H], seed, "W") as tf.Tensor2D
-        const b = randomTensor([V], seed, "b") as tf.Tensor1D
-        const upstream = randomTensor([N], seed, "dy")
-        const reference = (h: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) =>
-          sampledSoftmaxLoss(h as tf.Tensor2D, tf.tensor1d(targets, "int32"), w as tf.Tensor2D, bb as tf.Tensor1D, { ids: tf.tensor1d(drawn.ids, "int32"), logExpectedSampled: tf.tensor1d(drawn.logExpectedSampled) }, tf.tensor1d(logTrue))
-        const fused = (h: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) => fusedSampledSoftmaxLoss(blas, h as tf.Tensor2D, targets, w as tf.Tensor2D, bb as tf.Tensor1D, drawn, logTrue)
-        tidy(() => {
-          expectClose(fused(hidden, W, b).dataSync(), reference(hidden, W, b).dataSync(), 1e-4, 1e-4)
-          const weighted = (f: typeof fused) => (h: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(f(h, w, bb), upstream)) as tf.Scalar
-          const gf = tf.grads(weighted(fused))([hidden, W, b])
-          const gr = tf.grads(weighted(reference))([hidden, W, b])
-          for (let i = 0; i < 3; i++) expectClose(gf[i].dataSync(), gr[i].dataSync(), 1e-4, 1e-4)
-        })
-        tf.dispose([hidden, W, b, upstream])
-      }),
-      { numRuns: 40 }
-    )
+    const { simd } = await loadGateKernels()
+    for (const useSimd of simd ? [true, false] : [false]) {
+      setSimdGates(useSimd)
+      expect(simdGatesActive()).toBe(useSimd)
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 3, max: 30 }), fc.integer({ min: 0, max: 1e6 }), (N, H, V, seed) => {
+          const random = rng(seed, "fused-sampled")
+          const counts = Array.from({ length: V }, () => 1 + Math.floor(random.uniform() * 20))
+          const sampler = new UnigramSampler(counts)
+          const K = 1 + Math.floor(random.uniform() * (V - 1))
+          const drawn = sampler.sample(K, random)
+          // Targets include sampled ids, so accidental hits occur.
+          const targets = Int32Array.from({ length: N }, () => Math.floor(random.uniform() * V))
+          const logTrue = sampler.logExpectedCount(targets, drawn.tries, K)
+          const hidden = randomTensor([N, H], seed, "h") as tf.Tensor2D
+          const W = randomTensor([V, H], seed, "W") as tf.Tensor2D
+          const b = randomTensor([V], seed, "b") as tf.Tensor1D
+          const upstream = randomTensor([N], seed, "dy")
+          const reference = (h: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) =>
+            sampledSoftmaxLoss(h as tf.Tensor2D, tf.tensor1d(targets, "int32"), w as tf.Tensor2D, bb as tf.Tensor1D, { ids: tf.tensor1d(drawn.ids, "int32"), logExpectedSampled: tf.tensor1d(drawn.logExpectedSampled) }, tf.tensor1d(logTrue))
+          const fused = (h: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) => fusedSampledSoftmaxLoss(blas, h as tf.Tensor2D, targets, w as tf.Tensor2D, bb as tf.Tensor1D, drawn, logTrue)
+          tidy(() => {
+            expectClose(fused(hidden, W, b).dataSync(), reference(hidden, W, b).dataSync(), 1e-4, 1e-4)
+            const weighted = (f: typeof fused) => (h: tf.Tensor, w: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(f(h, w, bb), upstream)) as tf.Scalar
+            const gf = tf.grads(weighted(fused))([hidden, W, b])
+            const gr = tf.grads(weighted(reference))([hidden, W, b])
+            for (let i = 0; i < 3; i++) expectClose(gf[i].dataSync(), gr[i].dataSync(), 1e-4, 1e-4)
+          })
+          tf.dispose([hidden, W, b, upstream])
+        }),
+        { numRuns: 40 }
+      )
+    }
+    setSimdGates(true)
   })
 })

@@ -137,3 +137,60 @@ export function backwardStep(gates: usize, cPrev: usize, tanhC: usize, dh: usize
     }
   }
 }
+
+// The sampled softmax's row pass (src/engine/sampled-softmax-op.ts): per row n, the logits [K] (in: z − shift
+// applied here) become probabilities over [true, sampled…] with accidental hits (ids[k] == targets[n]) removed;
+// pTrue[n] and loss[n] = log Σ − (true logit − max) out. Sums in f64. logits: f32[N·K]; trueLogits, pTrue, loss:
+// f32[N]; targets: i32[N]; ids: i32[K]; shift: f32[K] (sampled bias − log expected count).
+export function softmaxRows(logits: usize, trueLogits: usize, targets: usize, ids: usize, shift: usize, pTrue: usize, loss: usize, N: i32, K: i32): void {
+  const vecEnd = K & ~3
+  const negInf = f32x4.splat(-Infinity)
+  for (let n = 0; n < N; n++) {
+    const row = logits + ((<usize>n * <usize>K) << 2)
+    const t = load<i32>(targets + ((<usize>n) << 2))
+    const tv = i32x4.splat(t)
+    const trueLogit = load<f32>(trueLogits + ((<usize>n) << 2))
+    let maxv = f32x4.splat(trueLogit)
+    for (let k = 0; k < vecEnd; k += 4) {
+      const off = (<usize>k) << 2
+      const z = f32x4.add(v128.load(row + off), v128.load(shift + off))
+      v128.store(row + off, z)
+      maxv = f32x4.max(maxv, v128.bitselect(negInf, z, i32x4.eq(v128.load(ids + off), tv)))
+    }
+    let max = Mathf.max(Mathf.max(f32x4.extract_lane(maxv, 0), f32x4.extract_lane(maxv, 1)), Mathf.max(f32x4.extract_lane(maxv, 2), f32x4.extract_lane(maxv, 3)))
+    for (let k = vecEnd; k < K; k++) {
+      const off = (<usize>k) << 2
+      const z = load<f32>(row + off) + load<f32>(shift + off)
+      store<f32>(row + off, z)
+      if (load<i32>(ids + off) != t && z > max) max = z
+    }
+    const mv = f32x4.splat(max)
+    const eTrue = Math.exp(<f64>trueLogit - <f64>max)
+    let sumv = f64x2.splat(0)
+    for (let k = 0; k < vecEnd; k += 4) {
+      const off = (<usize>k) << 2
+      const e = v128.andnot(exp4(f32x4.sub(v128.load(row + off), mv)), i32x4.eq(v128.load(ids + off), tv))
+      v128.store(row + off, e)
+      sumv = f64x2.add(sumv, f64x2.add(f64x2.promote_low_f32x4(e), f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1))))
+    }
+    let sum = eTrue + f64x2.extract_lane(sumv, 0) + f64x2.extract_lane(sumv, 1)
+    for (let k = vecEnd; k < K; k++) {
+      const off = (<usize>k) << 2
+      const e: f32 = load<i32>(ids + off) == t ? 0 : <f32>Math.exp(<f64>load<f32>(row + off) - <f64>max)
+      store<f32>(row + off, e)
+      sum += <f64>e
+    }
+    const inv = 1.0 / sum
+    const invv = f32x4.splat(<f32>inv)
+    for (let k = 0; k < vecEnd; k += 4) {
+      const off = (<usize>k) << 2
+      v128.store(row + off, f32x4.mul(v128.load(row + off), invv))
+    }
+    for (let k = vecEnd; k < K; k++) {
+      const off = (<usize>k) << 2
+      store<f32>(row + off, <f32>(<f64>load<f32>(row + off) * inv))
+    }
+    store<f32>(pTrue + ((<usize>n) << 2), <f32>(eTrue * inv))
+    store<f32>(loss + ((<usize>n) << 2), <f32>(Math.log(sum) + <f64>max - <f64>trueLogit))
+  }
+}
