@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { assemblyBinary, hasDataSegments } from "./assembly.ts"
 
 export interface HeapKernels {
+  sumOfSquares(x: number, n: number): number
   standardize(v: number, f: number, out: number, stats: number, V: number, D: number): void
   standardizeBackward(g: number, v: number, f: number, a: number, stats: number, V: number, D: number): void
   adamEma(p: number, m: number, v: number, e: number, g: number, n: number, beta1: number, beta2: number, epsilon: number, stepSize: number, keep: number, gradScale: number): void
@@ -65,4 +66,11 @@ export function heapTensor(shape: Array<number>): tf.Tensor {
 export function heapF64(t: tf.Tensor, n: number): Float64Array | undefined {
   const at = heapOffset(t)
   return at % 8 === 0 ? new Float64Array((tf.backend() as unknown as WasmBackend).wasm.asm.memory.buffer, at, n) : undefined
+}
+
+/** Σ x² of a float32 tensor as tf.sum(tf.square(x)) gives it (same bits), without the squares' full-size tensor. */
+export function sumOfSquares(x: tf.Tensor): tf.Scalar {
+  const simd = heapKernels()
+  if (simd === undefined || x.dtype !== "float32") return tf.tidy(() => tf.sum(tf.square(x)))
+  return tf.scalar(simd.sumOfSquares(heapOffset(x), x.size))
 }

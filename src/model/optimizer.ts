@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { adamEmaStep } from "../engine/adam-ema.ts"
+import { sumOfSquares } from "../engine/heap-kernels.ts"
 import { tidy } from "../engine/tidy.ts"
 import { EMBEDDING } from "./classifier.ts"
 
@@ -58,7 +59,7 @@ export const isClipped = (name: string): boolean => !name.startsWith(EMBEDDING)
 /** tf.clipByGlobalNorm's norm and factor: ‖g‖ over the clipped group, and maxNorm / max(‖g‖, maxNorm). */
 function globalNormScale(grads: Readonly<Record<string, tf.Tensor>>, maxNorm: number): { readonly globalNorm: tf.Scalar; readonly scale: tf.Scalar } {
   const clippedNames = Object.keys(grads).filter(isClipped)
-  const globalNorm = tf.sqrt(tf.addN(clippedNames.map((n) => tf.sum(tf.square(grads[n]))))) as tf.Scalar
+  const globalNorm = tf.sqrt(tf.addN(clippedNames.map((n) => sumOfSquares(grads[n])))) as tf.Scalar
   return { globalNorm, scale: tf.div(maxNorm, tf.maximum(globalNorm, maxNorm)) }
 }
 
@@ -84,7 +85,7 @@ export function clipAndApply(state: TrainState, grads: Readonly<Record<string, t
   return tidy((): UpdateResult => {
     const { globalNorm, scale } = globalNormScale(grads, config.maxGradNorm)
     const gradNorm = globalNorm.dataSync()[0]
-    const embeddingNorm = grads[EMBEDDING] === undefined ? 0 : tf.sum(tf.square(grads[EMBEDDING])).dataSync()[0]
+    const embeddingNorm = grads[EMBEDDING] === undefined ? 0 : sumOfSquares(grads[EMBEDDING]).dataSync()[0]
     if (!Number.isFinite(gradNorm) || !Number.isFinite(embeddingNorm)) return { ok: false, value: Number.isFinite(gradNorm) ? embeddingNorm : gradNorm }
     const learningRate = learningRateAt(config, state.step)
     // The clip factor is applied inside the update (as tf.mul by the float32 factor would), not as a separate pass.

@@ -161,3 +161,14 @@ export function standardizeBackward(g: usize, v: usize, f: usize, a: usize, stat
     }
   }
 }
+
+// Σ x² over n float32 values, as tfjs's Square then Sum compute it: each square rounded to f32, added in order into
+// an f32 accumulator (the same bits; a sequential chain, so no lanes).
+export function sumOfSquares(x: usize, n: i32): f32 {
+  let acc: f32 = 0
+  for (let i = 0; i < n; i++) {
+    const v = load<f32>(x + ((<usize>i) << 2))
+    acc += v * v
+  }
+  return acc
+}
