@@ -6,6 +6,7 @@
  * backend's heap (src/engine/heap-kernels.ts), the same float64 arithmetic two values at a time.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { blasMatMulActive } from "./blas.ts"
 import { heapKernels, heapOffset } from "./heap-kernels.ts"
 import { registerJsKernel, valuesView } from "./js-kernel.ts"
 
@@ -76,14 +77,18 @@ function ownsBuffers(vars: ReadonlyArray<tf.Variable>): boolean {
 
 /**
  * One Adam + EMA step of a variable. Returns false where the fused kernel is not registered for the active backend
- * (the caller then uses tfjs ops). In place when the variables own their buffers; otherwise (e.g. the first step,
- * where param and ema still share the initial value's buffer) through the kernel's fresh outputs, after which they do.
+ * (the caller then uses tfjs ops). In place when the variables own their buffers and nothing caches them; otherwise
+ * (e.g. the first step, where param and ema still share the initial value's buffer) through the kernel's fresh
+ * outputs, after which they do.
  */
 export function adamEmaStep(param: tf.Variable, m: tf.Variable, v: tf.Variable, ema: tf.Variable, grad: tf.Tensor, attrs: AdamEmaAttrs): boolean {
   const backendName = tf.getBackend()
   if (tf.getKernel(ADAM_EMA_KERNEL, backendName) === undefined) return false
   const vars = [param, m, v, ema]
-  if ((backendName === "wasm" || backendName === "cpu") && ownsBuffers(vars)) {
+  // tfjs-wasm's own matrix product (XNNPACK) caches packed weights keyed on their buffer, so a weight changed in place
+  // would be read stale there: in place only where products run on BLAS (or on the cpu backend, which caches nothing).
+  const inPlaceSafe = backendName === "cpu" || (backendName === "wasm" && blasMatMulActive())
+  if (inPlaceSafe && ownsBuffers(vars)) {
     const simd = heapKernels()
     if (simd !== undefined) {
       const [p, mv, vv, e, g] = [...vars, grad].map(heapOffset)

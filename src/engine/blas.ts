@@ -171,7 +171,12 @@ function batchedSgemm(
  * Route BatchMatMul on the wasm and cpu backends through `blas`, or restore tfjs's own kernels when `blas` is
  * undefined. Kernel registration is process-wide.
  */
+let blasMatMul = false
+/** Whether matrix products run on BLAS (our kernel) rather than tfjs's own, which may cache state keyed on a buffer. */
+export const blasMatMulActive = (): boolean => blasMatMul
+
 export function useBlasMatMul(blas: Blas | undefined): void {
+  blasMatMul = blas !== undefined
   if (blas === undefined) return restoreKernel("BatchMatMul")
   registerJsKernel("BatchMatMul", (io, { a, b }, attrs) => {
     const transposeA = attrs.transposeA as boolean

@@ -124,3 +124,23 @@ describe("tidy", () => {
     expect(tf.memory().numTensors).toBe(before)
   })
 })
+
+test("on wasm without BLAS (tfjs's own matmul caches packed weights by buffer) the update never writes in place", async () => {
+  await initBackend("wasm", { blas: "off" })
+  try {
+    const [p, m, v, e] = [[1, 2], [0, 0], [0, 0], [1, 2]].map((x) => ownedVariable(Float32Array.from(x)))
+    const g = tf.tensor1d([0.5, -0.5])
+    const ids = [p, m, v, e].map((x) => x.dataId)
+    const want = Array.from({ length: 4 }, () => new Float32Array(2))
+    const attrs = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, stepSize: 0.1, emaDecay: 0.5 }
+    adamEmaUpdate(Float32Array.from([1, 2]), new Float32Array(2), new Float32Array(2), Float32Array.from([1, 2]), Float32Array.from([0.5, -0.5]), attrs, want as [Float32Array, Float32Array, Float32Array, Float32Array])
+    expect(adamEmaStep(p, m, v, e, g, attrs)).toBe(true)
+    ;[p, m, v, e].forEach((x, i) => {
+      expect(x.dataId).not.toBe(ids[i])
+      expect(Array.from(x.dataSync())).toEqual(Array.from(want[i]))
+    })
+    tf.dispose([p, m, v, e, g])
+  } finally {
+    await initBackend("wasm")
+  }
+})
