@@ -229,8 +229,10 @@ const numberedLines = (text: string): Array<[number, string]> =>
 const malformed = (file: string, line: number, what: string) =>
   new DecodeError({ message: `${file}:${line}: ${what}` })
 
-const parseJsonl = (text: string, file: string): Array<RawRecord> =>
-  numberedLines(text).map(([n, line]) => {
+const parseJsonl = (text: string, file: string): Array<RawRecord> => {
+  // Labels are compared as strings, so 1 and "1" would silently merge into one class: refuse the mix instead.
+  const labelTypes = new Map<string, { readonly type: string; readonly line: number }>()
+  return numberedLines(text).map(([n, line]) => {
     const expected = `each line must be a JSON object like {"text": "a review", "label": "pos"} (label: string or number).`
     let v: unknown
     try {
@@ -243,8 +245,20 @@ const parseJsonl = (text: string, file: string): Array<RawRecord> =>
     if (typeof v !== "object" || v === null || typeof o.text !== "string" || !okLabel) {
       throw malformed(file, n, `missing or wrongly typed "text" or "label"; ${expected}`)
     }
-    return { text: o.text as string, label: String(o.label).trim() }
+    const label = String(o.label).trim()
+    const seen = labelTypes.get(label)
+    if (seen === undefined) labelTypes.set(label, { type: typeof o.label, line: n })
+    else if (seen.type !== typeof o.label) {
+      throw malformed(
+        file,
+        n,
+        `label ${JSON.stringify(o.label)} is a ${typeof o.label} here but a ${seen.type} on line ${seen.line}; ` +
+          `they would merge into one class. Write every label of a class the same way (all numbers or all strings).`
+      )
+    }
+    return { text: o.text as string, label }
   })
+}
 
 /** RFC 4180: quoted fields may hold commas, newlines and doubled quotes; rows carry their first line number. */
 const parseCsvRows = (text: string, file: string): Array<{ fields: Array<string>; line: number }> => {

@@ -117,7 +117,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         bidirectional
       }
       const schedule = LmSchedule.at(docs, { batchSize: B, window: config.data.window, seed: config.seed, bidirectional }, startStep)
-      const writeMetrics = metricsLog(runDir, resume, startStep)
+      const writeMetrics = yield* metricsLog(runDir, resume, startStep)
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({

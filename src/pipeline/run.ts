@@ -9,19 +9,19 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
-import { NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
+import { ConfigError, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
-import { CHECKPOINT, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
 import { evaluate, evaluatePerturbationLosses, type Evaluation, meanFeature } from "../stages/evaluate.ts"
 import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
-import type { Config } from "./config.ts"
+import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { formatDuration, type Progress } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
@@ -100,6 +100,7 @@ export function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<vo
       const probe = join(runDir, `.write-test-${process.pid}`)
       writeFileSync(probe, "")
       renameSync(probe, join(runDir, ".write-test"))
+      rmSync(join(runDir, ".write-test"))
     },
     catch: (cause) =>
       runDirError(`cannot write to run directory ${runDir} (${(cause as Error).message}). Pass a writable folder with --run-dir DIR.`)
@@ -121,29 +122,90 @@ export function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<vo
 
 /**
  * The run dir's checkpoint, for `--resume`: refused (its tensors disposed) when its vocabulary is not the one the
- * data builds now, since every id would then mean another word.
+ * data builds now, since every id would then mean another word, or (a classifier's) when the data's classes are not
+ * the ones its head was trained on.
  */
-export function readRunCheckpoint(runDir: string, vocabulary: ReadonlyArray<string>): LoadedCheckpoint {
+export function readRunCheckpoint(runDir: string, vocabulary: ReadonlyArray<string>, classes?: ReadonlyArray<string>): LoadedCheckpoint {
   const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
   const words = ckpt.meta.vocabulary as Array<string> | undefined
-  if (words === undefined || firstVocabularyDifference(words, vocabulary) >= 0) {
+  const why =
+    words === undefined || firstVocabularyDifference(words, vocabulary) >= 0
+      ? "the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started"
+      : classes === undefined
+        ? undefined
+        : classesMismatch(ckpt, classes)?.concat(" (the dataset's labels changed since the run started; restore the data, or start a new run)")
+  if (why !== undefined) {
     for (const t of ckpt.tensors.values()) t.dispose()
-    throw new Error("the vocabulary built from the data differs from the checkpoint's: the dataset or its config changed since the run started")
+    throw new Error(why)
   }
   return ckpt
 }
 
 /**
- * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
- * dropped first, so the log matches an uninterrupted run.
+ * `--resume`: the config must be the run's saved config.json up to RESUMABLE_FIELDS (a ConfigError naming every
+ * other changed key); allowed changes are written back to config.json so it describes the run as it continues.
  */
-export function metricsLog(runDir: string, resume: boolean, startStep: number): (record: Record<string, unknown>) => void {
+export function checkResumedConfig(config: Config, runDir: string, log: (line: string) => void): Effect.Effect<void, ConfigError | RunDirError> {
+  return Effect.gen(function* () {
+    const path = join(runDir, "config.json")
+    const saved = yield* Effect.try({
+      try: () => resolveConfig(JSON.parse(readFileSync(path, "utf8")), [], path),
+      catch: (cause) =>
+        cause instanceof ConfigError
+          ? runDirError(`cannot resume ${runDir}: its saved config is no longer valid: ${cause.message}`)
+          : runDirError(`cannot resume ${runDir}: cannot read its config.json (${(cause as Error).message}); is it a run directory?`)
+    })
+    const { allowed, refused } = resumeChanges(saved, config)
+    if (refused.length > 0) {
+      return yield* new ConfigError({
+        message:
+          `cannot resume ${runDir} with a changed config: the checkpoint was trained with its config.json, and ` +
+          `${refused.length === 1 ? "this change" : "these changes"} would not be honoured:\n` +
+          refused.map((c) => `  - ${c}`).join("\n") +
+          `\nOn --resume only ${RESUMABLE_FIELDS.join(", ")} (and --data-dir, --cache-dir) may change. ` +
+          `Start a new run (another --run-dir) to train with the new settings.`
+      })
+    }
+    if (allowed.length === 0) return
+    yield* Effect.try({
+      try: () => {
+        writeFileSync(`${path}.tmp`, JSON.stringify(config, null, 2) + "\n")
+        renameSync(`${path}.tmp`, path)
+      },
+      catch: (cause) => runDirError(`cannot update ${path}: ${(cause as Error).message}`)
+    })
+    log(`resuming with ${allowed.join("; ")} (recorded in config.json)`)
+  })
+}
+
+/**
+ * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
+ * dropped first, so the log matches an uninterrupted run; so is a partial last line (a kill in mid-append).
+ */
+export function metricsLog(runDir: string, resume: boolean, startStep: number): Effect.Effect<(record: Record<string, unknown>) => void, RunDirError> {
   const path = join(runDir, "metrics.jsonl")
-  if (resume && existsSync(path)) {
-    const kept = readFileSync(path, "utf8").split("\n").filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep)
-    writeFileSync(path, kept.map((l) => l + "\n").join(""))
-  }
-  return (record) => appendFileSync(path, JSON.stringify(record) + "\n")
+  return Effect.try({
+    try: () => {
+      if (resume && existsSync(path)) {
+        const lines = readFileSync(path, "utf8").split("\n")
+        const kept = lines.filter((l, i) => {
+          if (l === "") return false
+          let record: { step: number }
+          try {
+            record = JSON.parse(l)
+          } catch {
+            if (i === lines.length - 1) return false // the partial last line: no newline was written after it
+            throw new Error(`line ${i + 1} is not valid JSON`)
+          }
+          return record.step <= startStep
+        })
+        writeFileSync(`${path}.tmp`, kept.map((l) => l + "\n").join(""))
+        renameSync(`${path}.tmp`, path)
+      }
+      return (record: Record<string, unknown>) => appendFileSync(path, JSON.stringify(record) + "\n")
+    },
+    catch: (cause) => runDirError(`cannot continue ${path}: ${(cause as Error).message}. Repair or remove that line (the checkpoint is intact).`)
+  })
 }
 
 export const optimizerConfig = (config: Config): OptimizerConfig => ({
@@ -176,7 +238,7 @@ function acquireState(config: Config, data: PreparedData, frequencies: tf.Tensor
           if (config.pretrained !== "") {
             const from = pretrainedDir(config.pretrained, config.seed)
             try {
-              const names = restorePretrained(initial, from, data.vocabulary.words, config.model.bidirectional, config.pretrainedParts)
+              const names = restorePretrained(initial, from, data.vocabulary.words, config.model.bidirectional, config.pretrainedParts, data.classes)
               log(`restored pretrained ${names.join(", ")} from ${from} (raw weights; LM head, optimizer, EMA and step not restored)`)
             } catch (error) {
               tf.dispose(Object.values(initial))
@@ -193,7 +255,8 @@ function acquireState(config: Config, data: PreparedData, frequencies: tf.Tensor
           tf.dispose(Object.values(initial))
           return { state, priorWallSeconds: 0 }
         }
-        const ckpt = readRunCheckpoint(runDir, data.vocabulary.words)
+        const ckpt = readRunCheckpoint(runDir, data.vocabulary.words, data.classes)
+        if (!ckpt.verified) log(`note: ${join(runDir, CHECKPOINT)} predates checkpoint checksums; it was loaded without verification`)
         return { state: trainStateFromCheckpoint(ckpt), priorWallSeconds: Number(ckpt.meta.wallSeconds ?? 0) }
       },
       catch: (cause) => (cause instanceof PretrainedMismatch ? cause : runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`))
@@ -210,7 +273,8 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
   Effect.gen(function* () {
     const { runDir, progress } = options
     yield* prepareRunDir(runDir, options.resume === true)
-    if (options.resume !== true) writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+    if (options.resume === true) yield* checkResumedConfig(config, runDir, (l) => progress.line(l))
+    else writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
     progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
     progress.line(`loading ${config.dataset.kind} data…`)
@@ -273,7 +337,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
               seed: config.seed
             })
           : undefined
-      const writeMetrics = metricsLog(runDir, resume, startStep)
+      const writeMetrics = yield* metricsLog(runDir, resume, startStep)
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({
