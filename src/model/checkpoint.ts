@@ -8,7 +8,7 @@
  * says which).
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
+import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs"
 import { createTrainState, type TrainState } from "./optimizer.ts"
 
 const MAGIC = "ADVTEXT1"
@@ -142,6 +142,23 @@ export function classesMismatch(ckpt: Pick<LoadedCheckpoint, "meta">, classes: R
   if (saved === undefined || (saved.length === classes.length && saved.every((c, i) => c === classes[i]))) return undefined
   const list = (cs: ReadonlyArray<string>) => `${cs.length} (${cs.map((c) => JSON.stringify(c)).join(", ")})`
   return `the checkpoint's classifier was trained on classes ${list(saved)} but the data has classes ${list(classes)}: its head cannot score them`
+}
+
+/** A checkpoint's step and metadata, without reading its tensors (unverified: for decisions, not for training). */
+export function readCheckpointHeader(path: string): { readonly step: number; readonly meta: Record<string, unknown> } {
+  const fd = openSync(path, "r")
+  try {
+    const prefix = new Uint8Array(MAGIC.length + 4)
+    if (readSync(fd, prefix, 0, prefix.length, 0) < prefix.length || new TextDecoder().decode(prefix.subarray(0, MAGIC.length)) !== MAGIC) {
+      throw new Error(`${path} is not an advtext checkpoint`)
+    }
+    const header = new Uint8Array(new DataView(prefix.buffer).getUint32(MAGIC.length, true))
+    if (readSync(fd, header, 0, header.length, prefix.length) < header.length) throw new Error(`${path} is truncated (inside its header)`)
+    const { step, meta } = JSON.parse(new TextDecoder().decode(header)) as { step: number; meta: Record<string, unknown> }
+    return { step, meta }
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** A copy of an "extra" entry's values (undefined when absent). Call before `trainStateFromCheckpoint` disposes them. */

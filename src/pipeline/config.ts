@@ -69,6 +69,14 @@ const Config = type({
     candidateSamples: "number.integer >= 0",
     validationDocs: "number.integer >= 0"
   },
+  guard: {
+    "+": "reject",
+    lossFactor: "number >= 0",
+    spikeFactor: "number >= 0",
+    warmup: "number.integer >= 0",
+    window: "number.integer >= 1",
+    deadSteps: "number.integer >= 0"
+  },
   train: {
     "+": "reject",
     steps: "number.integer >= 1",
@@ -118,6 +126,7 @@ export const DEFAULTS: Config = {
   unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
   model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false, centeredHead: false },
   lm: { candidateSamples: 1024, validationDocs: 0 },
+  guard: { lossFactor: 20, spikeFactor: 10, warmup: 100, window: 100, deadSteps: 100 },
   train: {
     steps: 10_000,
     batchSize: 64,
@@ -212,7 +221,8 @@ export function configLeaves(config: unknown, prefix = ""): Map<string, unknown>
 /**
  * Fields `--resume` may change: they decide how long to train, what to log, evaluate and checkpoint, and how to run
  * the arithmetic, never what has been learned (evaluation batch size and ε of the Figure-2 losses change only reports;
- * the backend choices may change the last bits of the numbers, never the model).
+ * the backend choices may change the last bits of the numbers, never the model; the divergence guard only decides
+ * when to stop).
  */
 export const RESUMABLE_FIELDS: ReadonlyArray<string> = [
   "train.steps",
@@ -223,8 +233,11 @@ export const RESUMABLE_FIELDS: ReadonlyArray<string> = [
   "perturbation.evalEpsilon",
   "backend",
   "blas",
-  "fusedLstm"
+  "fusedLstm",
+  "guard.*"
 ]
+
+const resumable = (key: string) => RESUMABLE_FIELDS.some((f) => f === key || (f.endsWith(".*") && key.startsWith(f.slice(0, -1))))
 
 /**
  * What a resumed config changes relative to the run's saved one: `allowed` (in RESUMABLE_FIELDS) and `refused`
@@ -239,7 +252,7 @@ export function resumeChanges(saved: Config, config: Config): { readonly allowed
     const [x, y] = [a.get(key), b.get(key)]
     if (JSON.stringify(x) === JSON.stringify(y)) continue
     const change = `${key}: ${JSON.stringify(x) ?? "unset"} → ${JSON.stringify(y) ?? "unset"}`
-    ;(RESUMABLE_FIELDS.includes(key) ? allowed : refused).push(change)
+    ;(resumable(key) ? allowed : refused).push(change)
   }
   return { allowed, refused }
 }

@@ -11,7 +11,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
+import { Diverged, InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
 import { CHECKPOINT, extraOf, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type TrainState } from "../model/optimizer.ts"
@@ -22,7 +22,7 @@ import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, l
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
 import { formatDuration } from "./progress.ts"
-import { endOfLoop, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, startRun } from "./run.ts"
+import { divergenceAftermath, endOfLoop, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, runGuard, startRun } from "./run.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -118,6 +118,8 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
       }
       const schedule = LmSchedule.at(docs, { batchSize: B, window: config.data.window, seed: config.seed, bidirectional }, startStep)
       const writeMetrics = yield* metricsLog(runDir, resume, startStep)
+      // An LM's chance loss is ln V per direction; it has no hidden layer to die.
+      const guard = runGuard(config, runDir, resume, directions * Math.log(V), 0, (m) => ({ step: m.step, loss: m.loss, nll: m.loss }))
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({
@@ -126,7 +128,8 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
               join(runDir, CHECKPOINT),
               state,
               { task: "language-model", vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, seed: config.seed, bidirectional, wallSeconds: wallSeconds() },
-              Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]]))
+              Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]])),
+              { keepPrevious: true }
             ),
           catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
         })
@@ -172,9 +175,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
             const result = lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions)
             if (!result.ok) {
               return yield* new NonFiniteLoss({
-                message:
-                  `the loss became ${result.loss} at step ${result.step + 1}; pretraining stopped. The last good checkpoint ` +
-                  `(${existsSync(join(runDir, CHECKPOINT)) ? join(runDir, CHECKPOINT) : "none yet"}) is kept. Lower train.learningRate or check the data.`
+                message: `the loss became ${result.loss} at step ${result.step + 1}; pretraining stopped. ${divergenceAftermath(runDir, result.step, config.train.learningRate)}`
               })
             }
             carried = result.carried
@@ -192,6 +193,12 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
               epoch: Number(schedule.epochs.toFixed(4)),
               tokensPerSecond: Math.round(tokensPerSecond)
             })
+            const diverged = guard.observe({ step: m.step, loss: m.loss, nll: m.loss })
+            if (diverged !== undefined) {
+              return yield* new Diverged({
+                message: `pretraining diverged at step ${m.step}: ${diverged}. Pretraining stopped. ${divergenceAftermath(runDir, m.step - 1, config.train.learningRate)}`
+              })
+            }
             progress.status(
               `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}${K > 0 ? " (sampled)" : ""}  lr ${m.learningRate.toExponential(2)}  |g| ${m.gradNorm.toFixed(2)}  ` +
                 `epoch ${schedule.epochs.toFixed(2)}  ${Math.round(tokensPerSecond)} tok/s  ETA ${formatDuration(eta)}` +

@@ -12,7 +12,7 @@ import { Effect, Stream } from "effect"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
-import { ConfigError, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
+import { ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
@@ -23,6 +23,7 @@ import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
+import { DivergenceGuard, type GuardedMetrics, keepCheckpointBefore } from "./guard.ts"
 import { formatDuration, type Progress } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
 
@@ -208,6 +209,37 @@ export function metricsLog(runDir: string, resume: boolean, startStep: number): 
   })
 }
 
+/**
+ * The divergence guard of a run, fed on resume with the steps already in metrics.jsonl (truncated to the checkpoint)
+ * so that its window and dead-unit streak are those of an uninterrupted run.
+ */
+export function runGuard(config: Config, runDir: string, resume: boolean, chanceLoss: number, hiddenUnits: number, toGuarded: (record: Record<string, number>) => GuardedMetrics) {
+  const guard = new DivergenceGuard(config.guard, chanceLoss, hiddenUnits)
+  const path = join(runDir, "metrics.jsonl")
+  if (resume && existsSync(path)) {
+    for (const line of readFileSync(path, "utf8").split("\n")) {
+      if (line === "") continue
+      const record = JSON.parse(line) as Record<string, number>
+      if ("loss" in record) guard.observe(toGuarded(record))
+    }
+  }
+  return guard
+}
+
+/**
+ * The message tail after a divergence or a NaN first seen in the loss of the weights after `firstBadWeights` updates:
+ * what became of the checkpoint (always one from before those weights, see keepCheckpointBefore) and what to do.
+ */
+export function divergenceAftermath(runDir: string, firstBadWeights: number, learningRate: number): string {
+  let kept: string
+  try {
+    kept = keepCheckpointBefore(runDir, firstBadWeights)
+  } catch (cause) {
+    kept = `the checkpoint in ${runDir} could not be checked (${(cause as Error).message}); do not resume it without looking`
+  }
+  return `${kept[0].toUpperCase()}${kept.slice(1)}. Start a new run with a lower train.learningRate (now ${learningRate}) or check the data; the guard section sets these limits.`
+}
+
 export const optimizerConfig = (config: Config): OptimizerConfig => ({
   learningRate: config.train.learningRate,
   learningRateDecay: config.train.learningRateDecay,
@@ -338,18 +370,25 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
             })
           : undefined
       const writeMetrics = yield* metricsLog(runDir, resume, startStep)
+      const guard = runGuard(config, runDir, resume, Math.log(data.classes.length), config.model.hiddenUnits, (m) => m as unknown as GuardedMetrics)
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({
           try: () =>
-            writeCheckpoint(join(runDir, CHECKPOINT), state, {
-              vocabulary: data.vocabulary.words,
-              counts: data.vocabulary.counts,
-              classes: data.classes,
-              method: config.method,
-              seed: config.seed,
-              wallSeconds: wallSeconds()
-            }),
+            writeCheckpoint(
+              join(runDir, CHECKPOINT),
+              state,
+              {
+                vocabulary: data.vocabulary.words,
+                counts: data.vocabulary.counts,
+                classes: data.classes,
+                method: config.method,
+                seed: config.seed,
+                wallSeconds: wallSeconds()
+              },
+              {},
+              { keepPrevious: true }
+            ),
           catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
         })
 
@@ -378,10 +417,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
             const result = trainStep(state, batches, frequencies, stepOptions)
             if (!result.ok) {
               return yield* new NonFiniteLoss({
-                message:
-                  `the loss became ${result.loss} at step ${result.step + 1}; training stopped. The last good checkpoint ` +
-                  `(${existsSync(join(runDir, CHECKPOINT)) ? join(runDir, CHECKPOINT) : "none yet"}) is kept. ` +
-                  `Lower train.learningRate or check the data.`
+                message: `the loss became ${result.loss} at step ${result.step + 1}; training stopped. ${divergenceAftermath(runDir, result.step, config.train.learningRate)}`
               })
             }
             const m = result.metrics
@@ -391,6 +427,13 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
             const examplesPerSecond = examplesDone / elapsed
             const eta = ((totalSteps - m.step) * elapsed) / stepsDone
             writeMetrics({ ...m, examplesPerSecond: Number(examplesPerSecond.toFixed(1)) })
+            const diverged = guard.observe(m)
+            if (diverged !== undefined) {
+              // This step's loss came from the weights after step m.step − 1: those are the first bad ones.
+              return yield* new Diverged({
+                message: `training diverged at step ${m.step}: ${diverged}. Training stopped. ${divergenceAftermath(runDir, m.step - 1, config.train.learningRate)}`
+              })
+            }
             options.onStep?.(m)
             const statusLine =
               `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}` +
