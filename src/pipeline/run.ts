@@ -17,8 +17,8 @@ import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifie
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
-import { evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
-import { evaluate, evaluatePerturbationLosses, type Evaluation, meanFeature } from "../stages/evaluate.ts"
+import { type Batch, evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
+import { type Evaluation, type EvaluationSteps, evaluationSteps, meanFeature, perturbationLossSteps } from "../stages/evaluate.ts"
 import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
@@ -240,6 +240,37 @@ export function divergenceAftermath(runDir: string, firstBadWeights: number, lea
   return `${kept[0].toUpperCase()}${kept.slice(1)}. Start a new run with a lower train.learningRate (now ${learningRate}) or check the data; the guard section sets these limits.`
 }
 
+/**
+ * One evaluation pass, a batch per event-loop turn: a Ctrl-C or SIGTERM gets through between batches (the result is
+ * then undefined), and once it has taken a few seconds a status line shows its progress and ETA.
+ */
+export const interruptible = <A>(label: string, steps: EvaluationSteps<A>, total: number, stop: StopSignal, progress: Progress): Effect.Effect<A | undefined> =>
+  Effect.promise(async () => {
+    const started = performance.now()
+    try {
+      for (;;) {
+        // Signal handlers run only when the event loop turns.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+        if (stop.requested) return undefined
+        const next = steps.next()
+        if (next.done) return next.value
+        const elapsed = (performance.now() - started) / 1000
+        if (elapsed > 3) progress.status(`${label}: batch ${next.value}/${total}  ETA ${formatDuration((elapsed * (total - next.value)) / next.value)}`)
+      }
+    } finally {
+      steps.return(undefined as never) // releases the pass's tensors when it was stopped early
+    }
+  })
+
+/** Whether metrics.jsonl already holds the validation record of `step`. */
+function validationLogged(runDir: string, step: number): boolean {
+  const path = join(runDir, "metrics.jsonl")
+  if (!existsSync(path)) return false
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .some((l) => l !== "" && (JSON.parse(l) as { step: number }).step === step && l.includes('"validationError"'))
+}
+
 export const optimizerConfig = (config: Config): OptimizerConfig => ({
   learningRate: config.train.learningRate,
   learningRateDecay: config.train.learningRateDecay,
@@ -358,17 +389,26 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       }
       const bidirectional = config.model.bidirectional
       const testBatches = evaluationBatches(data.test, config.train.evalBatchSize, config.data.window, bidirectional)
-      /** Test-set L_adv and L_vadv at ε = evalEpsilon (paper Figure 2), logged with each evaluation. */
+      /** Evaluation passes stop between batches on Ctrl-C / SIGTERM (undefined then). */
+      const evaluateOn = (label: string, batches: ReadonlyArray<Batch>) =>
+        interruptible(label, evaluationSteps(state.ema, frequencies, batches, stepOptions), batches.length, stop, progress)
+      /** Test-set L_adv and L_vadv at ε = evalEpsilon (paper Figure 2), logged with each evaluation; null when off. */
       const figure2 = () =>
         config.perturbation.evalEpsilon > 0
-          ? evaluatePerturbationLosses(state.ema, frequencies, testBatches, {
-              normalizeEmbeddings: config.model.normalizeEmbeddings,
-              epsilon: config.perturbation.evalEpsilon,
-              xi: config.perturbation.xi,
-              powerIterations: config.perturbation.powerIterations,
-              seed: config.seed
-            })
-          : undefined
+          ? interruptible(
+              "test L_adv / L_vadv",
+              perturbationLossSteps(state.ema, frequencies, testBatches, {
+                normalizeEmbeddings: config.model.normalizeEmbeddings,
+                epsilon: config.perturbation.evalEpsilon,
+                xi: config.perturbation.xi,
+                powerIterations: config.perturbation.powerIterations,
+                seed: config.seed
+              }),
+              testBatches.length,
+              stop,
+              progress
+            )
+          : Effect.succeed(null)
       const writeMetrics = yield* metricsLog(runDir, resume, startStep)
       const guard = runGuard(config, runDir, resume, Math.log(data.classes.length), config.model.hiddenUnits, (m) => m as unknown as GuardedMetrics)
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
@@ -393,6 +433,27 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         })
 
       const validationBatches = evaluationBatches(data.validation, config.train.evalBatchSize, config.data.window, bidirectional)
+      let lastValidation: Evaluation | undefined
+      /** The periodic validation of `step` (with the Figure-2 losses); false when a stop request cut it short. */
+      const validate = (step: number) =>
+        Effect.gen(function* () {
+          const validation = yield* evaluateOn("validation", validationBatches)
+          const perturbed = validation === undefined ? undefined : yield* figure2()
+          if (validation === undefined || perturbed === undefined) return false
+          lastValidation = validation
+          writeMetrics({
+            step,
+            validationError: validation.error,
+            validationLoss: validation.loss,
+            ...(perturbed ? { testAdversarialLoss: perturbed.adversarialLoss, testVirtualAdversarialLoss: perturbed.virtualAdversarialLoss } : {})
+          })
+          progress.line(`step ${step}: validation error ${(validation.error * 100).toFixed(2)}% (loss ${validation.loss.toFixed(4)}, EMA weights)`)
+          return true
+        })
+      const validationDue = (step: number) => config.train.evalEvery > 0 && step > 0 && step % config.train.evalEvery === 0 && validationBatches.length > 0
+      // A stop during the validation of the checkpoint's step left it out of the log: run it now, as the
+      // uninterrupted run did.
+      if (resume && validationDue(startStep) && !validationLogged(runDir, startStep)) yield* validate(startStep)
       if (usesUnlabeled(config.method) && data.unlabeled.length === 0) {
         progress.line(`note: method ${config.method} has no unlabeled data configured; its KL term uses the labeled training documents only`)
       }
@@ -408,7 +469,6 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       const loopStart = performance.now()
       let stepsDone = 0
       let examplesDone = 0
-      let lastValidation: Evaluation | undefined
       yield* stream.pipe(
         Stream.take(Math.max(0, totalSteps - startStep)),
         Stream.takeWhile(() => !stop.requested),
@@ -443,17 +503,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
               `|g| ${m.gradNorm.toFixed(2)}  dead ${m.deadUnits}/${config.model.hiddenUnits}  ${examplesPerSecond.toFixed(0)} ex/s  ETA ${formatDuration(eta)}` +
               (lastValidation ? `  val err ${(lastValidation.error * 100).toFixed(2)}%` : "")
             progress.status(statusLine, m.step % config.train.logEvery === 0)
-            if (config.train.evalEvery > 0 && m.step % config.train.evalEvery === 0 && validationBatches.length > 0) {
-              lastValidation = evaluate(state.ema, frequencies, validationBatches, stepOptions)
-              const perturbed = figure2()
-              writeMetrics({
-                step: m.step,
-                validationError: lastValidation.error,
-                validationLoss: lastValidation.loss,
-                ...(perturbed ? { testAdversarialLoss: perturbed.adversarialLoss, testVirtualAdversarialLoss: perturbed.virtualAdversarialLoss } : {})
-              })
-              progress.line(`step ${m.step}: validation error ${(lastValidation.error * 100).toFixed(2)}% (loss ${lastValidation.loss.toFixed(4)}, EMA weights)`)
-            }
+            if (validationDue(m.step)) yield* validate(m.step)
             if (m.step % config.train.checkpointEvery === 0) yield* saveCheckpoint()
           })
         )
@@ -462,9 +512,14 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       if (interrupted !== undefined) return interrupted
 
       progress.line(`evaluating on ${data.test.length} test documents (EMA weights)…`)
-      const test = evaluate(state.ema, frequencies, testBatches, stepOptions)
-      const perturbed = figure2()
-      const validation = validationBatches.length > 0 ? evaluate(state.ema, frequencies, validationBatches, stepOptions) : undefined
+      const test = yield* evaluateOn("test evaluation", testBatches)
+      const perturbed = test === undefined ? undefined : yield* figure2()
+      const validation = perturbed === undefined ? undefined : validationBatches.length > 0 ? yield* evaluateOn("final validation", validationBatches) : null
+      if (test === undefined || perturbed === undefined || validation === undefined) {
+        progress.done()
+        progress.line(`stopped during the final evaluation; the checkpoint (step ${state.step}) is kept. Finish it with: bun run pipeline --resume ${runDir}`)
+        return { status: "interrupted", step: state.step } as const
+      }
       const summary: RunSummary = {
         name: config.name,
         method: config.method,

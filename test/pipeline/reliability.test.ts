@@ -3,10 +3,13 @@
  * with the README's exit code, and nothing on disk is lost or left inconsistent.
  */
 import { describe, expect, test } from "bun:test"
+import { Effect } from "effect"
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { CHECKPOINT } from "../../src/model/checkpoint.ts"
-import { cli, configFile, metricLines, noStackTrace, tempDir, writeTinyDataset } from "./fixtures.ts"
+import { silentProgress } from "../../src/pipeline/progress.ts"
+import { runPipeline, type StopSignal } from "../../src/pipeline/run.ts"
+import { CLI, cli, configFile, metricLines, noStackTrace, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 describe("--resume refuses what it cannot honour", () => {
   const data = writeTinyDataset(tempDir(), { train: 60, test: 20 })
@@ -133,5 +136,52 @@ describe("config and data mistakes", () => {
     const r = cli([configFile(tempDir(), `{ kind: "custom", train: ${JSON.stringify(file)} }`), "--run-dir", join(tempDir(), "r")])
     expect(r.code).toBe(1)
     expect(r.stderr).toContain(`${file}:3: label "1" is a string here but a number on line 1`)
+  })
+})
+
+describe("evaluation honours a stop request (case 10)", () => {
+  const data = writeTinyDataset(tempDir(), { train: 60, test: 150 })
+  const dataset = `{ kind: "custom", train: ${JSON.stringify(join(data, "train.tsv"))}, test: ${JSON.stringify(join(data, "test.tsv"))} }`
+  // One document per evaluation batch: the final evaluation (test, Figure-2 losses, validation) takes a while.
+  const args = ["--set", "train.evalBatchSize=1", "--set", "train.steps=4"]
+
+  test("SIGTERM during the final evaluation exits 130 within seconds, keeping the checkpoint; --resume finishes with the uninterrupted summary", async () => {
+    const straight = cli([configFile(tempDir(), dataset), "--run-dir", join(tempDir(), "straight"), ...args])
+    expect(straight.code).toBe(0)
+    const runDir = join(tempDir(), "run")
+    const child = Bun.spawn(["bun", CLI, configFile(tempDir(), dataset), "--run-dir", runDir, ...args], { stdout: "pipe", stderr: "pipe" })
+    let stderr = ""
+    let signalled: number | undefined
+    const decoder = new TextDecoder()
+    // Read stderr to its end (a closed pipe would kill the child), signalling once the final evaluation begins.
+    for await (const chunk of child.stderr) {
+      stderr += decoder.decode(chunk)
+      if (signalled === undefined && stderr.includes("evaluating on 150 test documents")) {
+        signalled = performance.now()
+        child.kill("SIGTERM")
+      }
+    }
+    expect(await child.exited).toBe(130)
+    expect(performance.now() - signalled!).toBeLessThan(5_000)
+    expect(stderr).toContain("stopped during the final evaluation; the checkpoint (step 4) is kept")
+    expect(existsSync(join(runDir, "summary.json"))).toBe(false)
+    const resumed = cli(["--resume", runDir])
+    expect(resumed.code).toBe(0)
+    const [a, b] = [straight, resumed].map((r) => JSON.parse(r.stdout.trim().split("\n").at(-1)!))
+    for (const key of ["testLoss", "testError", "testAdversarialLoss", "testVirtualAdversarialLoss", "validationError", "steps"]) expect(b[key]).toBe(a[key])
+  }, 120_000)
+
+  test("a stop during a periodic validation leaves it out of the log; --resume runs it first, so the log equals the uninterrupted run's", async () => {
+    const config = tinyConfig(writeTinyDataset(tempDir(), { train: 120, test: 40 }), { train: { steps: 8, evalEvery: 3 } })
+    const straight = join(tempDir(), "straight")
+    expect((await Effect.runPromise(runPipeline(config, { runDir: straight, progress: silentProgress }))).status).toBe("completed")
+    const runDir = join(tempDir(), "stopped")
+    const stop: StopSignal = { requested: false }
+    // onStep runs before the step's validation: the stop arrives as the validation of step 6 begins.
+    const first = await Effect.runPromise(runPipeline(config, { runDir, progress: silentProgress, stop, onStep: (m) => void (m.step === 6 && (stop.requested = true)) }))
+    expect(first).toEqual({ status: "interrupted", step: 6 })
+    expect(metricLines(runDir).some((m) => m.step === 6 && "validationError" in m)).toBe(false)
+    expect((await Effect.runPromise(runPipeline(config, { runDir, progress: silentProgress, resume: true }))).status).toBe("completed")
+    expect(metricLines(runDir)).toEqual(metricLines(straight))
   })
 })
