@@ -39,7 +39,11 @@ export interface LstmTape {
   readonly hPrev: Buffer
   readonly cPrev: Buffer
   readonly tanhC: Buffer
-  /** Backward scratch, allocated with the forward pass: dZ [T, B, 4H], dh, dc, dh_recurrent [B, H]. */
+  /**
+   * Backward scratch, allocated with the forward pass: dZ [T, B, 4H] (the gates' own memory: the backward step reads a
+   * unit's four gates before it writes their gradients, and nothing reads the gates after it; this keeps a pass over
+   * 256 rows × 400 steps at H 1024 within one WebAssembly memory), dh, dc, dh_recurrent [B, H].
+   */
   readonly dz: Buffer
   readonly dh: Buffer
   readonly dc: Buffer
@@ -66,6 +70,12 @@ function toBatchMajor(x: Float32Array, B: number, T: number, D: number): Float32
   return out
 }
 
+/** Floats of one `lstmForward` workspace: lengths, inputs, gates, state, and with a tape h, c, tanh(c) per step. */
+export function lstmWorkspaceFloats(dims: LstmDims, keepTape: boolean): number {
+  const { batch: B, steps: T, inputSize: D, units: H } = dims
+  return B + T * B * D + T * B * 4 * H + 2 * B * H + (keepTape ? 3 * T * B * H + 3 * B * H : 0)
+}
+
 export function lstmForward(
   blas: Blas,
   dims: LstmDims,
@@ -78,8 +88,7 @@ export function lstmForward(
 ): LstmForward {
   const { batch: B, steps: T, inputSize: D, units: H } = dims
   const G = 4 * H
-  const tapeFloats = keepTape ? 3 * T * B * H + T * B * G + 3 * B * H : 0
-  const ws = Workspace.acquire(B + T * B * D + T * B * G + 2 * B * H + tapeFloats)
+  const ws = Workspace.acquire(lstmWorkspaceFloats(dims, keepTape))
   const lens = ws.i32(lengths)
   const x = ws.f32(T * B * D)
   const z = ws.f32(T * B * G)
@@ -110,7 +119,7 @@ export function lstmForward(
     if (outputs !== undefined) for (let b = 0; b < B; b++) if (t < lengths[b]) outputs.set(h.view.subarray(b * H, (b + 1) * H), (b * T + t) * H)
   }
   const tape: LstmTape | undefined = keepTape
-    ? { dims, ws, lengths: lens, inputs: x, gates: z, hPrev: hPrev!, cPrev: cPrev!, tanhC: tanhC!, dz: ws.f32(T * B * G), dh: ws.f32(B * H), dc: ws.f32(B * H), dhRecurrent: ws.f32(B * H) }
+    ? { dims, ws, lengths: lens, inputs: x, gates: z, hPrev: hPrev!, cPrev: cPrev!, tanhC: tanhC!, dz: z, dh: ws.f32(B * H), dc: ws.f32(B * H), dhRecurrent: ws.f32(B * H) }
     : undefined
   const result = { h: h.view.slice(), c: c.view.slice(), tape, outputs }
   if (tape === undefined) ws.release()
@@ -143,10 +152,13 @@ export function lstmBackward(
   if (dhFinal === undefined) dh.view.fill(0)
   else dh.view.set(dhFinal)
   dc.view.fill(0)
-  dz.view.fill(0)
-  const maxLength = Math.max(0, ...lengths.view)
+  let maxLength = 0
+  for (const n of lengths.view) maxLength = Math.max(maxLength, n)
+  // dz shares the gates' memory: the steps and rows the backward pass never visits must read as zero gradient.
+  dz.view.fill(0, Math.min(T, maxLength) * B * G)
   const dhv = dh.view
   for (let t = Math.min(T, maxLength) - 1; t >= 0; t--) {
+    for (let b = 0; b < B; b++) if (t >= lengths.view[b]) dz.view.fill(0, (t * B + b) * G, (t * B + b + 1) * G)
     // The output at step t is the h this step produced, so its gradient joins dh before the step's backward. Rows
     // past their end output a constant 0 and get nothing; their dh (from the final h) passes through unchanged.
     if (dOutputs !== undefined) {

@@ -12,6 +12,7 @@ import { Effect, Stream } from "effect"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
+import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
@@ -24,6 +25,7 @@ import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { DivergenceGuard, type GuardedMetrics, keepCheckpointBefore } from "./guard.ts"
+import { memoryPlanProblems } from "./memory-plan.ts"
 import { formatDuration, type Progress } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
 
@@ -339,6 +341,8 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
     if (options.resume === true) yield* checkResumedConfig(config, runDir, (l) => progress.line(l))
     else writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
+    const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
+    if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
     progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
     progress.line(`loading ${config.dataset.kind} data…`)
     const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
