@@ -9,7 +9,6 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Diverged, InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
@@ -22,7 +21,7 @@ import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, l
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
 import { formatDuration } from "./progress.ts"
-import { divergenceAftermath, endOfLoop, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, runGuard, startRun } from "./run.ts"
+import { divergenceAftermath, endOfLoop, writeFileAtomic, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, runGuard, startRun } from "./run.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -241,7 +240,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         vocabularySize: V,
         wallSeconds: Number(wallSeconds().toFixed(1))
       }
-      writeFileSync(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
+      writeFileAtomic(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
       progress.line(
         `pretraining done: ${state.step} steps` +
           (evaluation ? ` · validation perplexity ${perplexityText(evaluation.perplexity)}` : "") +

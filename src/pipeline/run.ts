@@ -96,6 +96,12 @@ export type RunOutcome =
 
 export const runDirError = (message: string) => new RunDirError({ message })
 
+/** Write a run-dir file so that a kill at any moment leaves the old content or the new, never a torn file. */
+export function writeFileAtomic(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text)
+  renameSync(`${path}.tmp`, path)
+}
+
 export function prepareRunDir(runDir: string, resume: boolean): Effect.Effect<void, RunDirError> {
   return Effect.try({
     try: () => {
@@ -172,8 +178,7 @@ export function checkResumedConfig(config: Config, runDir: string, log: (line: s
     if (allowed.length === 0) return
     yield* Effect.try({
       try: () => {
-        writeFileSync(`${path}.tmp`, JSON.stringify(config, null, 2) + "\n")
-        renameSync(`${path}.tmp`, path)
+        writeFileAtomic(path, JSON.stringify(config, null, 2) + "\n")
       },
       catch: (cause) => runDirError(`cannot update ${path}: ${(cause as Error).message}`)
     })
@@ -183,7 +188,9 @@ export function checkResumedConfig(config: Config, runDir: string, log: (line: s
 
 /**
  * The run's metrics.jsonl writer. On resume, lines written after the checkpoint (a crash between checkpoints) are
- * dropped first, so the log matches an uninterrupted run; so is a partial last line (a kill in mid-append).
+ * dropped first, so the log matches an uninterrupted run; so are a partial last line (a kill in mid-append) and a
+ * final evaluation at the checkpoint's step (the resumed run evaluates again, or goes on past it). A fresh run starts
+ * an empty log (a run killed before its first checkpoint is started again, not resumed).
  */
 export function metricsLog(runDir: string, resume: boolean, startStep: number): Effect.Effect<(record: Record<string, unknown>) => void, RunDirError> {
   const path = join(runDir, "metrics.jsonl")
@@ -193,17 +200,18 @@ export function metricsLog(runDir: string, resume: boolean, startStep: number): 
         const lines = readFileSync(path, "utf8").split("\n")
         const kept = lines.filter((l, i) => {
           if (l === "") return false
-          let record: { step: number }
+          let record: { step: number; testError?: number }
           try {
             record = JSON.parse(l)
           } catch {
             if (i === lines.length - 1) return false // the partial last line: no newline was written after it
             throw new Error(`line ${i + 1} is not valid JSON`)
           }
-          return record.step <= startStep
+          return record.step < startStep || (record.step === startStep && !("testError" in record))
         })
-        writeFileSync(`${path}.tmp`, kept.map((l) => l + "\n").join(""))
-        renameSync(`${path}.tmp`, path)
+        writeFileAtomic(path, kept.map((l) => l + "\n").join(""))
+      } else if (!resume) {
+        writeFileSync(path, "")
       }
       return (record: Record<string, unknown>) => appendFileSync(path, JSON.stringify(record) + "\n")
     },
@@ -339,7 +347,7 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
     const { runDir, progress } = options
     yield* prepareRunDir(runDir, options.resume === true)
     if (options.resume === true) yield* checkResumedConfig(config, runDir, (l) => progress.line(l))
-    else writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+    else writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
     const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
@@ -550,7 +558,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         validationError: summary.validationError,
         ...(perturbed ? { testAdversarialLoss: perturbed.adversarialLoss, testVirtualAdversarialLoss: perturbed.virtualAdversarialLoss } : {})
       })
-      writeFileSync(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
+      writeFileAtomic(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
       progress.line(
         `test error ${(test.error * 100).toFixed(2)}% (accuracy ${(test.accuracy * 100).toFixed(2)}%, ${test.examples} documents) · ` +
           `wall ${formatDuration(summary.wallSeconds)} · ${join(runDir, "summary.json")}`
