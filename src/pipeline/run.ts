@@ -272,13 +272,13 @@ export const interruptible = <A>(label: string, steps: EvaluationSteps<A>, total
     }
   })
 
-/** Whether metrics.jsonl already holds the validation record of `step`. */
-function validationLogged(runDir: string, step: number): boolean {
+/** Whether metrics.jsonl already holds an evaluation record of `step` (one with `key`). */
+export function validationLogged(runDir: string, step: number, key = "validationError"): boolean {
   const path = join(runDir, "metrics.jsonl")
   if (!existsSync(path)) return false
   return readFileSync(path, "utf8")
     .split("\n")
-    .some((l) => l !== "" && (JSON.parse(l) as { step: number }).step === step && l.includes('"validationError"'))
+    .some((l) => l !== "" && (JSON.parse(l) as { step: number }).step === step && key in JSON.parse(l))
 }
 
 export const optimizerConfig = (config: Config): OptimizerConfig => ({

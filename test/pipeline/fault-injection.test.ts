@@ -4,13 +4,21 @@
  * exists, else by starting again) and ends with the uninterrupted run's summary and metrics log.
  */
 import { expect, test } from "bun:test"
-import { existsSync, writeFileSync } from "node:fs"
+import { existsSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { CHECKPOINT } from "../../src/model/checkpoint.ts"
 import { rng } from "../../src/random.ts"
 import { CLI, cli, configFile, metricLines, tempDir, writeTinyDataset } from "./fixtures.ts"
 
 const KILLS = 20
+
+const metricsLength = (runDir: string) => {
+  try {
+    return statSync(join(runDir, "metrics.jsonl")).size
+  } catch {
+    return -1
+  }
+}
 
 test(`${KILLS}+ SIGKILLs at random moments: every run resumes and ends with the uninterrupted summary and log`, async () => {
   const data = writeTinyDataset(tempDir(), { train: 120, test: 40 })
@@ -39,14 +47,22 @@ test(`${KILLS}+ SIGKILLs at random moments: every run resumes and ends with the 
       const child = Bun.spawn(["bun", CLI, ...(resume ? ["--resume", runDir] : [config, "--run-dir", runDir, ...args])], { stdout: "pipe", stderr: "pipe" })
       const stdout = new Response(child.stdout).text()
       const stderr = new Response(child.stderr).text()
-      const delay = kills < KILLS ? 100 + random.int(2500) : Infinity
-      const finished = await Promise.race([child.exited.then(() => true), Bun.sleep(Number.isFinite(delay) ? delay : 600_000).then(() => false)])
-      if (!finished) {
-        child.kill("SIGKILL")
-        await child.exited
-        kills++
-        continue
+      if (kills < KILLS) {
+        // A third of the kills at a random moment from the start (startup, data loading, early steps); the rest at a
+        // random moment after the child has logged a new step (training, checkpoint writes, evaluations).
+        const logged = metricsLength(runDir)
+        const fromStart = random.uniform() < 1 / 3
+        const delay = fromStart ? random.int(2000) : random.int(600)
+        const exited = child.exited.then(() => true)
+        if (!fromStart) while (metricsLength(runDir) <= logged && !(await Promise.race([exited, Bun.sleep(20).then(() => false)]))) {}
+        if (!(await Promise.race([exited, Bun.sleep(delay).then(() => false)]))) {
+          child.kill("SIGKILL")
+          await child.exited
+          kills++
+          continue
+        }
       }
+      await child.exited
       const why = `round ${rounds} after ${kills} kills: ${await stderr}`
       expect({ code: child.exitCode, why }).toEqual({ code: 0, why })
       expect(withoutWall(JSON.parse((await stdout).trim().split("\n").at(-1)!))).toEqual(withoutWall(expected))

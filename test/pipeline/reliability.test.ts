@@ -185,3 +185,19 @@ describe("evaluation honours a stop request (case 10)", () => {
     expect(metricLines(runDir)).toEqual(metricLines(straight))
   })
 })
+
+test("a pretrained restore from a classifier run checks its classes too (case 2)", async () => {
+  const data = writeTinyDataset(tempDir(), { train: 80, test: 20 })
+  const source = join(tempDir(), "source")
+  expect((await Effect.runPromise(runPipeline(tinyConfig(data, { train: { steps: 2 } }), { runDir: source, progress: silentProgress }))).status).toBe("completed")
+  // The same texts (so the same vocabulary), some relabelled into a third class.
+  const train = readFileSync(join(data, "train.tsv"), "utf8")
+  writeFileSync(join(data, "train3.tsv"), train.split("\n").map((l, i) => (i % 10 === 0 && l ? l.replace(/^\w+\t/, "meh\t") : l)).join("\n"))
+  const config = tinyConfig(data, { pretrained: source, dataset: { train: join(data, "train3.tsv") }, train: { steps: 2 } })
+  const outcome = await Effect.runPromise(Effect.result(runPipeline(config, { runDir: join(tempDir(), "r"), progress: silentProgress })))
+  expect(outcome._tag).toBe("Failure")
+  if (outcome._tag === "Failure") {
+    expect(outcome.failure._tag).toBe("PretrainedMismatch")
+    expect(outcome.failure.message).toContain('trained on classes 2 ("neg", "pos") but the data has classes 3 ("meh", "neg", "pos")')
+  }
+})
