@@ -129,6 +129,23 @@ describe("config and data mistakes", () => {
     noStackTrace(r.stderr)
   })
 
+  test("a failed download says to retry it, not to allow it (case 8)", () => {
+    // An unreachable proxy makes the download fail at once, network or not.
+    const proxy = "http://127.0.0.1:9"
+    const r = cli([configFile(tempDir(), `{ kind: "rt" }`), "--data-dir", tempDir(), "--run-dir", join(tempDir(), "r")], {
+      ADVTEXT_DATA_DIR: "",
+      XDG_CACHE_HOME: tempDir(),
+      HTTP_PROXY: proxy,
+      HTTPS_PROXY: proxy,
+      http_proxy: proxy,
+      https_proxy: proxy
+    })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain("error (DownloadFailed): Could not download")
+    expect(r.stderr).toContain("or retry once the network (or the site) is reachable")
+    expect(r.stderr).not.toContain("allow the download")
+  })
+
   test('labels 1 and "1" in one JSONL file are refused instead of merged (case 8)', () => {
     const dir = tempDir()
     const file = join(dir, "mixed.jsonl")
