@@ -278,7 +278,11 @@ export function validationLogged(runDir: string, step: number, key = "validation
   if (!existsSync(path)) return false
   return readFileSync(path, "utf8")
     .split("\n")
-    .some((l) => l !== "" && (JSON.parse(l) as { step: number }).step === step && key in JSON.parse(l))
+    .some((l) => {
+      if (l === "") return false
+      const record = JSON.parse(l) as { step: number }
+      return record.step === step && key in record
+    })
 }
 
 export const optimizerConfig = (config: Config): OptimizerConfig => ({
@@ -422,7 +426,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
             )
           : Effect.succeed(null)
       const writeMetrics = yield* metricsLog(runDir, resume, startStep)
-      const guard = runGuard(config, runDir, resume, Math.log(data.classes.length), config.model.hiddenUnits, (m) => m as unknown as GuardedMetrics)
+      const guard = runGuard(config, runDir, resume, Math.log(data.classes.length), config.model.hiddenUnits, (m) => ({ step: m.step, loss: m.loss, nll: m.nll, deadUnits: m.deadUnits }))
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({
