@@ -43,7 +43,7 @@ export function stopOnSigint(): { readonly stop: StopSignal; release(): void } {
   const onSigint = () => {
     if (stop.requested) process.exit(130)
     stop.requested = true
-    process.stderr.write("\nstopping after this step (Ctrl-C again to quit without a checkpoint)…\n")
+    process.stderr.write("\nstopping after this step or evaluation batch (Ctrl-C again to quit without a checkpoint)…\n")
   }
   process.on("SIGINT", onSigint)
   process.on("SIGTERM", onSigint)

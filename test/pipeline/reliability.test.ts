@@ -8,7 +8,7 @@ import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } 
 import { join } from "node:path"
 import { CHECKPOINT } from "../../src/model/checkpoint.ts"
 import { silentProgress } from "../../src/pipeline/progress.ts"
-import { runPipeline, type StopSignal } from "../../src/pipeline/run.ts"
+import { interruptible, runPipeline, type StopSignal } from "../../src/pipeline/run.ts"
 import { CLI, cli, configFile, metricLines, noStackTrace, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 describe("--resume refuses what it cannot honour", () => {
@@ -217,4 +217,44 @@ test("a pretrained restore from a classifier run checks its classes too (case 2)
     expect(outcome.failure._tag).toBe("PretrainedMismatch")
     expect(outcome.failure.message).toContain('trained on classes 2 ("neg", "pos") but the data has classes 3 ("meh", "neg", "pos")')
   }
+})
+
+describe("interruptible evaluation passes", () => {
+  /** A pass of `n` batches taking `ms` each; `released` turns true when its finally block runs. */
+  function* slowPass(n: number, ms: number, state: { released: boolean }) {
+    try {
+      for (let i = 1; i <= n; i++) {
+        Bun.sleepSync(ms)
+        yield i
+      }
+      return "done"
+    } finally {
+      state.released = true
+    }
+  }
+  const recording = () => {
+    const statuses: Array<string> = []
+    return { statuses, progress: { ...silentProgress, status: (text: string) => void statuses.push(text) } }
+  }
+
+  test("a pass longer than 3 s shows its progress and ETA; a short one stays quiet", async () => {
+    const long = recording()
+    const state = { released: false }
+    expect(await Effect.runPromise(interruptible("test evaluation", slowPass(40, 100, state), 40, { requested: false }, long.progress))).toBe("done")
+    expect(state.released).toBe(true)
+    expect(long.statuses.length).toBeGreaterThan(0)
+    expect(long.statuses.at(-1)).toMatch(/^test evaluation: batch 40\/40 {2}ETA 0s$/)
+    expect(long.statuses[0]).toMatch(/^test evaluation: batch \d+\/40 {2}ETA \d+s$/)
+    const short = recording()
+    expect(await Effect.runPromise(interruptible("validation", slowPass(5, 1, { released: false }), 5, { requested: false }, short.progress))).toBe("done")
+    expect(short.statuses).toEqual([])
+  })
+
+  test("a stop request ends the pass between batches, releasing it", async () => {
+    const stop: StopSignal = { requested: false }
+    const state = { released: false }
+    setTimeout(() => (stop.requested = true), 50)
+    expect(await Effect.runPromise(interruptible("test evaluation", slowPass(1000, 5, state), 1000, stop, silentProgress))).toBeUndefined()
+    expect(state.released).toBe(true)
+  })
 })
