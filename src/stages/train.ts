@@ -123,8 +123,8 @@ export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dr
     if (previous !== undefined) tf.dispose([previous.c, previous.h])
     // Each chunk leaves ~100 KB of short-lived JS buffers (tensor reads, kernel copies) that JSC collects only lazily:
     // over a 200,000-token prefix that is ~90 MB of garbage per pass. A young-generation collection every few chunks
-    // keeps the process's peak bounded by the window.
-    if (start > 0 && (start / prefix.window) % 8 === 0) Bun.gc(false)
+    // keeps the process's peak bounded by the window (under Bun; a browser has no such call).
+    if (start > 0 && (start / prefix.window) % 8 === 0) (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(false)
   }
   return state
 }
