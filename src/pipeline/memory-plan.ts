@@ -6,6 +6,7 @@
 import { lstmWorkspaceFloats } from "../engine/fused-lstm.ts"
 import { WASM_MEMORY_LIMIT, workspaceBytes } from "../engine/gates.ts"
 import { usesUnlabeled } from "../stages/train.ts"
+import { BackendError } from "../errors.ts"
 import type { Config } from "./config.ts"
 
 interface Pass {
@@ -48,4 +49,48 @@ export function memoryPlanProblems(config: Config): Array<string> {
         `, or set fusedLstm: "off" with backend: "cpu".`
     ]
   })
+}
+
+/** tfjs-wasm's heap (and the fused LSTM's memory) running out: WebAssembly's 4 GiB cannot grow any further. */
+export function isWasmMemoryExhausted(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error)
+  return (
+    error instanceof WebAssembly.RuntimeError ||
+    /Out of bounds memory access|Cannot enlarge memory|Maximum memory size exceeded|out of memory|page count is too large|4 GiB WebAssembly allows/i.test(message)
+  )
+}
+
+/**
+ * Run `body`; WebAssembly memory running out in it is returned as a BackendError naming what sizes the run and what to
+ * change (instead of an internal error at step 1). Anything else is rethrown.
+ */
+export function withinWasmMemory<A>(config: Config, vocabularySize: number, what: string, body: () => A): A | BackendError {
+  try {
+    return body()
+  } catch (error) {
+    if (!isWasmMemoryExhausted(error)) throw error
+    const { embeddingDim: D, lstmUnits: H } = config.model
+    const head = config.task === "language-model" ? `, an LM softmax of ${vocabularySize.toLocaleString("en-US")} words × ${H}` : ""
+    return new BackendError({
+      message:
+        `${what} ran out of WebAssembly memory (4 GiB at most, with every weight, its Adam and EMA copies and the step's ` +
+        `activations on the wasm backend's heap): vocabulary ${vocabularySize.toLocaleString("en-US")} × model.embeddingDim ${D}${head}, ` +
+        `model.lstmUnits ${H}, train.batchSize ${config.train.batchSize} × data.window ${config.data.window}. Lower ` +
+        (config.task === "language-model" ? "data.maxVocab or model.lstmUnits (the softmax and its copies) and " : "") +
+        `train.batchSize or data.window (the step's activations), or use backend: "tensorflow" (tfjs-node, no such limit) or "cpu" (slow). ` +
+        `(${error instanceof Error ? error.message : String(error)})`
+    })
+  }
+}
+
+/**
+ * Release tensors at the end of a run; after WebAssembly memory ran out the wasm heap may refuse even that, and the
+ * run has already failed with a BackendError that says why, so that second failure is dropped. Anything else rethrows.
+ */
+export function releaseAfterWasmExhaustion(release: () => void): void {
+  try {
+    release()
+  } catch (error) {
+    if (!isWasmMemoryExhausted(error)) throw error
+  }
 }

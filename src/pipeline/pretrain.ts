@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import { join } from "node:path"
-import { Diverged, InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
+import { BackendError, Diverged, InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
 import { CHECKPOINT, extraOf, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type TrainState } from "../model/optimizer.ts"
@@ -20,6 +20,7 @@ import { LmSchedule, lmEvaluationBatchCount, lmEvaluationBatches } from "../stag
 import { type CarriedState, directionsOf, languageModelEvaluationSteps, lmHeadParams, lmSamplerCounts, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
+import { releaseAfterWasmExhaustion, withinWasmMemory } from "./memory-plan.ts"
 import { formatDuration } from "./progress.ts"
 import { divergenceAftermath, endOfLoop, interruptible, validationLogged, writeFileAtomic, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, runGuard, startRun } from "./run.ts"
 
@@ -102,7 +103,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
           },
           catch: (cause) => runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`)
         }),
-        ({ state }) => Effect.sync(() => disposeTrainState(state))
+        ({ state }) => Effect.sync(() => releaseAfterWasmExhaustion(() => disposeTrainState(state)))
       )
       let carried = restoredCarried
       const startStep = state.step
@@ -199,7 +200,8 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         Stream.takeWhile(() => !stop.requested),
         Stream.runForEach((batch) =>
           Effect.gen(function* () {
-            const result = lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions)
+            const result = withinWasmMemory(config, V, `pretraining step ${state.step + 1}`, () => lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions))
+            if (result instanceof BackendError) return yield* result
             if (!result.ok) {
               return yield* new NonFiniteLoss({
                 message: `the loss became ${result.loss} at step ${result.step + 1}; pretraining stopped. ${divergenceAftermath(runDir, result.step, config.train.learningRate)}`

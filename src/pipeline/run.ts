@@ -13,7 +13,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
 import { fusedLstmEngine } from "../engine/lstm-op.ts"
-import { ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
+import { BackendError, ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
@@ -25,7 +25,7 @@ import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
 import { DivergenceGuard, type GuardedMetrics, keepCheckpointBefore } from "./guard.ts"
-import { memoryPlanProblems } from "./memory-plan.ts"
+import { memoryPlanProblems, releaseAfterWasmExhaustion, withinWasmMemory } from "./memory-plan.ts"
 import { formatDuration, type Progress } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
 
@@ -338,7 +338,7 @@ function acquireState(config: Config, data: PreparedData, frequencies: tf.Tensor
       },
       catch: (cause) => (cause instanceof PretrainedMismatch ? cause : runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`))
     }),
-    ({ state }) => Effect.sync(() => disposeTrainState(state))
+    ({ state }) => Effect.sync(() => releaseAfterWasmExhaustion(() => disposeTrainState(state)))
   )
 }
 
@@ -360,7 +360,7 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
     const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
     const frequencies = yield* Effect.acquireRelease(
       Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
-      (t) => Effect.sync(() => t.dispose())
+      (t) => Effect.sync(() => releaseAfterWasmExhaustion(() => t.dispose()))
     )
     return { backend, data, frequencies }
   })
@@ -490,7 +490,8 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         Stream.takeWhile(() => !stop.requested),
         Stream.runForEach((batches) =>
           Effect.gen(function* () {
-            const result = trainStep(state, batches, frequencies, stepOptions)
+            const result = withinWasmMemory(config, data.vocabulary.size, `training step ${state.step + 1}`, () => trainStep(state, batches, frequencies, stepOptions))
+            if (result instanceof BackendError) return yield* result
             if (!result.ok) {
               return yield* new NonFiniteLoss({
                 message: `the loss became ${result.loss} at step ${result.step + 1}; training stopped. ${divergenceAftermath(runDir, result.step, config.train.learningRate)}`

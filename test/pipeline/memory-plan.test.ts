@@ -4,7 +4,8 @@ import { readdirSync } from "node:fs"
 import { join } from "node:path"
 import { loadBlas } from "../../src/engine/blas.ts"
 import { loadConfigFile } from "../../src/pipeline/config.ts"
-import { memoryPlanProblems } from "../../src/pipeline/memory-plan.ts"
+import { memoryPlanProblems, releaseAfterWasmExhaustion, withinWasmMemory } from "../../src/pipeline/memory-plan.ts"
+import { BackendError } from "../../src/errors.ts"
 import { cli, configFile, noStackTrace, tempDir, writeTinyDataset } from "./fixtures.ts"
 
 const CONFIGS = join(import.meta.dir, "../../configs")
@@ -43,4 +44,23 @@ test.skipIf(loadBlas() === undefined)("the CLI refuses such a config before load
   expect(r.stderr).toContain("Lower train.batchSize to at most")
   expect(r.stderr).not.toContain("loading custom data")
   noStackTrace(r.stderr)
+})
+
+test("WebAssembly memory running out in a step is a BackendError naming the sizes and what to change; other errors pass through", async () => {
+  const config = await loadConfigFile(join(CONFIGS, "imdb-pretrain.ts"), [])
+  const outOfBounds = () => {
+    throw new WebAssembly.RuntimeError("Out of bounds memory access (evaluating 'this.wasm.tfjs.registerTensor(id, size, memoryOffset)')")
+  }
+  const error = withinWasmMemory(config, 86_934, "pretraining step 1", outOfBounds)
+  expect(error).toBeInstanceOf(BackendError)
+  const message = (error as BackendError).message
+  expect(message).toStartWith("pretraining step 1 ran out of WebAssembly memory (4 GiB at most")
+  for (const part of ["vocabulary 86,934 × model.embeddingDim 256", "an LM softmax of 86,934 words × 1024", "train.batchSize 256 × data.window 400", "Lower data.maxVocab or model.lstmUnits (the softmax and its copies) and train.batchSize or data.window", 'backend: "tensorflow"']) {
+    expect(message).toContain(part)
+  }
+  expect(withinWasmMemory(config, 10, "x", () => 42)).toBe(42)
+  expect(() => withinWasmMemory(config, 10, "x", () => { throw new TypeError("a bug") })).toThrow("a bug")
+  // After such a failure the heap may refuse to release tensors too: that second failure is dropped, a bug is not.
+  expect(() => releaseAfterWasmExhaustion(outOfBounds)).not.toThrow()
+  expect(() => releaseAfterWasmExhaustion(() => { throw new TypeError("a bug") })).toThrow("a bug")
 })
