@@ -3,7 +3,9 @@
  * 1,024 negatives, batch 256, Adam 1e-3 ×0.9999, 100,000 steps, 400-token stateful windows over whole reviews, on the
  * labeled-train (minus the first author's validation slice) + 50k unlabeled reviews. `--set model.bidirectional=true
  * --set model.embeddingDim=256 --set model.lstmUnits=512` pretrains the paper's bidirectional model (forward + reverse
- * LM, shared embedding) for configs/imdb-bidirectional.ts.
+ * LM, shared embedding) for configs/imdb-bidirectional.ts. On the wasm backend this LM does not fit the 4 GiB
+ * WebAssembly heap (the 86,934 × 1024 softmax with its Adam and EMA copies, at batch 256 or 128: step 1 stops with a
+ * BackendError); run it with backend: "tensorflow".
  */
 import { defineConfig } from "../src/pipeline/config.ts"
 import imdb from "./imdb.ts"

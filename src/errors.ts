@@ -26,9 +26,11 @@ export class PretrainedMismatch extends Data.TaggedError("PretrainedMismatch")<{
 export class BackendError extends Data.TaggedError("BackendError")<{ readonly message: string }> {}
 /** The loss became NaN or Inf; the last good checkpoint is kept. */
 export class NonFiniteLoss extends Data.TaggedError("NonFiniteLoss")<{ readonly message: string }> {}
+/** The divergence guard stopped the run (loss far above its range, or a dead hidden layer); a pre-divergence checkpoint is kept. */
+export class Diverged extends Data.TaggedError("Diverged")<{ readonly message: string }> {}
 
 export type DataError = DataNotFound | ChecksumMismatch | CorruptArchive | DecodeError | InvalidDataset | DownloadFailed
-export type UserError = DataError | ConfigError | RunDirError | BackendError | NonFiniteLoss | PretrainedMismatch
+export type UserError = DataError | ConfigError | RunDirError | BackendError | NonFiniteLoss | Diverged | PretrainedMismatch
 
 export const isUserError = (e: unknown): e is UserError => typeof e === "object" && e !== null && "_tag" in e && "message" in e
 

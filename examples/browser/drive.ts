@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * Drives the browser example in headless Chromium (puppeteer-core; Debian's `chromium` package): used by its test
  * (test/use/browser.test.ts) and by screenshot.ts, which made docs/browser-page.png.
@@ -6,6 +5,9 @@
 import puppeteer, { type Browser, type Page } from "puppeteer-core"
 import { existsSync } from "node:fs"
 import { serveBrowserExample } from "./serve.ts"
+
+/** The page's document, inside page.evaluate callbacks (this file is typechecked without the DOM library). */
+declare const document: any
 
 export const CHROMIUM = process.env.ADVTEXT_CHROMIUM ?? "/usr/bin/chromium"
 
@@ -61,9 +63,9 @@ export async function openExamplePage(browser: Browser, exportDir: string): Prom
 /** Types `text` into the page as a user would and reads the prediction it shows. */
 export async function typeAndRead(page: Page, text: string): Promise<{ label: string; probabilities: Array<number> }> {
   // Clear without an input event, then type: every keystroke fires one, as for a user.
-  await page.$eval("#text", (el) => ((el as HTMLTextAreaElement).value = ""))
+  await page.$eval("#text", (el) => ((el as unknown as { value: string }).value = ""))
   await page.type("#text", text)
-  await page.waitForFunction((t) => (document.getElementById("text") as HTMLTextAreaElement).value === t && !document.getElementById("result")!.hidden, {}, text)
+  await page.waitForFunction((t) => (document.getElementById("text") as unknown as { value: string }).value === t && !document.getElementById("result")!.hidden, {}, text)
   return page.evaluate(() => ({
     label: document.getElementById("label")!.textContent ?? "",
     probabilities: JSON.parse(document.getElementById("result")!.dataset.probabilities ?? "[]") as Array<number>

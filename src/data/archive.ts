@@ -103,7 +103,7 @@ const download = async (spec: ArchiveSpec, cacheDir: string, searched: ReadonlyA
   const failed = (why: string) =>
     new DownloadFailed({
       message: `Could not download the ${spec.title} archive from ${spec.canonicalUrl} (${why}). ` +
-        `It was not found locally either (searched: ${searched.join(", ")}). ${howToProvide(spec)}`,
+        `It was not found locally either (searched: ${searched.join(", ")}). ${howToProvide(spec, true)}`,
     })
   try {
     await mkdir(cacheDir, { recursive: true })
@@ -149,9 +149,10 @@ const download = async (spec: ArchiveSpec, cacheDir: string, searched: ReadonlyA
   return dest
 }
 
-const howToProvide = (spec: ArchiveSpec) =>
+/** `downloadTried`: the download was allowed and failed, so the advice is to retry it, not to allow it. */
+const howToProvide = (spec: ArchiveSpec, downloadTried = false) =>
   `Put ${spec.fileName} (or its extracted ${spec.extractedDir}/ folder) in a folder and pass it with --data-dir DIR ` +
-  `or env ADVTEXT_DATA_DIR, or allow the download (${spec.canonicalUrl}).`
+  `or env ADVTEXT_DATA_DIR, or ${downloadTried ? "retry once the network (or the site) is reachable" : "allow the download"} (${spec.canonicalUrl}).`
 
 const locate = async (loc: DataLocation, spec: ArchiveSpec, signal?: AbortSignal): Promise<ArchiveHandle> => {
   const dataDir = resolveDataDir(loc)

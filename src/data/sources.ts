@@ -237,8 +237,10 @@ const malformed = (file: string, line: number, what: string) =>
 const idOf = (v: unknown): string | undefined => (typeof v === "string" || typeof v === "number" ? String(v) : undefined)
 
 /** `labeled` false: the label is optional (texts to classify), so only "text" is required. */
-const parseJsonl = (text: string, file: string, labeled = true): Array<RawRecord> =>
-  numberedLines(text).map(([n, line]) => {
+const parseJsonl = (text: string, file: string, labeled = true): Array<RawRecord> => {
+  // Labels are compared as strings, so 1 and "1" would silently merge into one class: refuse the mix instead.
+  const labelTypes = new Map<string, { readonly type: string; readonly line: number }>()
+  return numberedLines(text).map(([n, line]) => {
     const expected = labeled
       ? `each line must be a JSON object like {"text": "a review", "label": "pos"} (label: string or number).`
       : `each line must be a JSON object with a string "text" field, like {"text": "a review"}.`
@@ -253,8 +255,22 @@ const parseJsonl = (text: string, file: string, labeled = true): Array<RawRecord
     if (typeof v !== "object" || v === null || typeof o.text !== "string" || (labeled && !okLabel)) {
       throw malformed(file, n, `missing or wrongly typed "text"${labeled ? ' or "label"' : ""}; ${expected}`)
     }
-    return { text: o.text as string, label: okLabel ? String(o.label).trim() : "", line: n, id: idOf(o.id) }
+    const label = okLabel ? String(o.label).trim() : ""
+    if (okLabel) {
+      const seen = labelTypes.get(label)
+      if (seen === undefined) labelTypes.set(label, { type: typeof o.label, line: n })
+      else if (seen.type !== typeof o.label) {
+        throw malformed(
+          file,
+          n,
+          `label ${JSON.stringify(o.label)} is a ${typeof o.label} here but a ${seen.type} on line ${seen.line}; ` +
+            `they would merge into one class. Write every label of a class the same way (all numbers or all strings).`
+        )
+      }
+    }
+    return { text: o.text as string, label, line: n, id: idOf(o.id) }
   })
+}
 
 /** RFC 4180: quoted fields may hold commas, newlines and doubled quotes; rows carry their first line number. */
 const parseCsvRows = (text: string, file: string): Array<{ fields: Array<string>; line: number }> => {

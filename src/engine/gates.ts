@@ -54,6 +54,12 @@ let simdDisabled = false
 const POOL_BYTES = 6 * 2 ** 30
 const pool: Array<Workspace> = []
 
+/** The most one WebAssembly memory (wasm32) can hold: 65,536 pages of 64 KiB. */
+export const WASM_MEMORY_LIMIT = 65536 * PAGE
+
+/** Bytes of the workspace for `floats` values: the module's statics, the values, 16-byte alignment of each buffer. */
+export const workspaceBytes = (floats: number): number => RESERVED + floats * 4 + 64 * 16
+
 export class Workspace {
   private buffer: ArrayBuffer
   private next = RESERVED
@@ -64,7 +70,13 @@ export class Workspace {
 
   /** A workspace with room for `floats` values: a pooled one when available. Give it back with `release`. */
   static acquire(floats: number): Workspace {
-    const bytes = RESERVED + floats * 4 + 64 * 16 // room for 16-byte alignment of each buffer
+    const bytes = workspaceBytes(floats)
+    if (bytes > WASM_MEMORY_LIMIT) {
+      throw new Error(
+        `a fused-LSTM pass needs ${(bytes / 2 ** 30).toFixed(1)} GiB in one WebAssembly memory, more than the 4 GiB WebAssembly allows: ` +
+          `lower the batch size, data.window or model.lstmUnits`
+      )
+    }
     const simd = compiled !== undefined && !simdDisabled
     // Prefer the smallest pooled workspace that fits, else grow the largest one.
     let best = -1

@@ -230,12 +230,12 @@ export function features(params: Params, e: tf.Tensor3D, lengths: Int32Array, in
 }
 
 /**
- * The final state of prefix rows [R, T, D] run without gradient (windows longer documents start from), in the same
- * row layout; each direction's rows go through its own LSTM.
+ * The final state of prefix rows [R, T, D] run without gradient from `initial` (zeros when undefined; windows of
+ * longer documents start from it), in the same row layout; each direction's rows go through its own LSTM.
  */
-export function prefixStateOf(params: Params, e: tf.Tensor3D, lengths: Int32Array): LstmState {
-  if (!isBidirectional(params)) return lstm(params, e, lengths, undefined, "none")
-  const [f, r] = lstmPerDirection(params, e, lengths, undefined, "none")
+export function prefixStateOf(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial?: LstmState): LstmState {
+  if (!isBidirectional(params)) return lstm(params, e, lengths, initial, "none")
+  const [f, r] = lstmPerDirection(params, e, lengths, initial, "none")
   const interleave = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.reshape(tf.stack([a, b], 1), [2 * a.shape[0], a.shape[1]]) as tf.Tensor2D
   return { c: interleave(f.c, r.c), h: interleave(f.h, r.h) }
 }

@@ -9,7 +9,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { runMain } from "./main.ts"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, isUserError, reportUserError, type UserError } from "../errors.ts"
+import { ConfigError, isUserError, reportUserError, RunDirError, type UserError } from "../errors.ts"
 import { type Config, loadConfigFile, resolveConfig } from "./config.ts"
 import { consoleProgress } from "./progress.ts"
 import { type PretrainOutcome, runPretraining } from "./pretrain.ts"
@@ -19,9 +19,17 @@ const fail = reportUserError
 
 async function loadConfig(configPath: string | undefined, resumeDir: string | undefined, overrides: ReadonlyArray<string>): Promise<Config> {
   if (resumeDir !== undefined) {
+    // A missing or unreadable run directory is a run-dir error (exit 1), not a config one.
+    if (!existsSync(resumeDir)) throw new RunDirError({ message: `--resume ${resumeDir}: no such directory. Pass the run directory of the run to continue.` })
     const saved = join(resumeDir, "config.json")
-    if (!existsSync(saved)) throw new ConfigError({ message: `--resume ${resumeDir}: no config.json there; is it a run directory?` })
-    return resolveConfig(JSON.parse(readFileSync(saved, "utf8")), overrides, saved)
+    if (!existsSync(saved)) throw new RunDirError({ message: `--resume ${resumeDir}: no config.json there; is it a run directory?` })
+    let json: unknown
+    try {
+      json = JSON.parse(readFileSync(saved, "utf8"))
+    } catch (cause) {
+      throw new RunDirError({ message: `--resume ${resumeDir}: cannot read its config.json (${(cause as Error).message}).` })
+    }
+    return resolveConfig(json, overrides, saved)
   }
   if (configPath === undefined) throw new ConfigError({ message: "missing the config file argument, e.g. bun run pipeline configs/rt-cpu.ts" })
   const absolute = resolve(configPath)

@@ -69,6 +69,14 @@ const Config = type({
     candidateSamples: "number.integer >= 0",
     validationDocs: "number.integer >= 0"
   },
+  guard: {
+    "+": "reject",
+    lossFactor: "number >= 0",
+    spikeFactor: "number >= 0",
+    warmup: "number.integer >= 0",
+    window: "number.integer >= 1",
+    deadSteps: "number.integer >= 0"
+  },
   train: {
     "+": "reject",
     steps: "number.integer >= 1",
@@ -118,6 +126,7 @@ export const DEFAULTS: Config = {
   unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
   model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false, centeredHead: false },
   lm: { candidateSamples: 1024, validationDocs: 0 },
+  guard: { lossFactor: 20, spikeFactor: 10, warmup: 100, window: 100, deadSteps: 100 },
   train: {
     steps: 10_000,
     batchSize: 64,
@@ -179,9 +188,16 @@ export function resolveConfig(input: unknown, overrides: ReadonlyArray<string> =
     throw new ConfigError({ message: `${source}: expected an object (export default defineConfig({...})), got ${typeof input}.` })
   }
   const merged = applyOverrides(deepMerge(DEFAULTS, input), overrides)
+  // JSON and TS both turn 1e400 into Infinity, which the schema's ranges accept and config.json would store as null.
+  const nonFinite = [...configLeaves(merged)]
+    .filter(([, v]) => typeof v === "number" && !Number.isFinite(v))
+    .map(([k, v]) => `  - ${k} must be a finite number (was ${v}${v === Infinity || v === -Infinity ? ": beyond the float64 range" : ""})`)
   const out = Config(merged)
-  if (out instanceof type.errors) {
-    const lines = out.map((e) => `  - ${e.message.replace(/ must be removed$/, " is not a config field (unknown key)")}`)
+  if (out instanceof type.errors || nonFinite.length > 0) {
+    const lines = [
+      ...nonFinite,
+      ...(out instanceof type.errors ? out.map((e) => `  - ${e.message.replace(/ must be removed$/, " is not a config field (unknown key)")}`) : [])
+    ]
     throw new ConfigError({ message: `${source} is invalid (${lines.length} problem${lines.length > 1 ? "s" : ""}):\n${lines.join("\n")}` })
   }
   const config = out as Config
@@ -194,14 +210,79 @@ export function resolveConfig(input: unknown, overrides: ReadonlyArray<string> =
   return config
 }
 
+/** A config's leaves as "a.b.c" → value (arrays and other non-objects are leaves). */
+export function configLeaves(config: unknown, prefix = ""): Map<string, unknown> {
+  const out = new Map<string, unknown>()
+  if (!isPlainObject(config)) return out.set(prefix, config)
+  for (const [k, v] of Object.entries(config)) for (const [p, x] of configLeaves(v, prefix === "" ? k : `${prefix}.${k}`)) out.set(p, x)
+  return out
+}
+
+/**
+ * Fields `--resume` may change: they decide how long to train, what to log, evaluate and checkpoint, and how to run
+ * the arithmetic, never what has been learned (evaluation batch size and ε of the Figure-2 losses change only reports;
+ * the backend choices may change the last bits of the numbers, never the model; the divergence guard only decides
+ * when to stop).
+ */
+export const RESUMABLE_FIELDS: ReadonlyArray<string> = [
+  "train.steps",
+  "train.logEvery",
+  "train.evalEvery",
+  "train.checkpointEvery",
+  "train.evalBatchSize",
+  "perturbation.evalEpsilon",
+  "backend",
+  "blas",
+  "fusedLstm",
+  "guard.*"
+]
+
+const resumable = (key: string) => RESUMABLE_FIELDS.some((f) => f === key || (f.endsWith(".*") && key.startsWith(f.slice(0, -1))))
+
+/**
+ * What a resumed config changes relative to the run's saved one: `allowed` (in RESUMABLE_FIELDS) and `refused`
+ * (everything else), each as "key: old → new".
+ */
+export function resumeChanges(saved: Config, config: Config): { readonly allowed: Array<string>; readonly refused: Array<string> } {
+  const a = configLeaves(saved)
+  const b = configLeaves(config)
+  const allowed: Array<string> = []
+  const refused: Array<string> = []
+  for (const key of [...new Set([...a.keys(), ...b.keys()])].sort()) {
+    const [x, y] = [a.get(key), b.get(key)]
+    if (JSON.stringify(x) === JSON.stringify(y)) continue
+    const change = `${key}: ${JSON.stringify(x) ?? "unset"} → ${JSON.stringify(y) ?? "unset"}`
+    ;(resumable(key) ? allowed : refused).push(change)
+  }
+  return { allowed, refused }
+}
+
 /** Load a config module (default export, or export `config`), resolve and validate it. */
 export async function loadConfigFile(path: string, overrides: ReadonlyArray<string>): Promise<Config> {
   let mod: Record<string, unknown>
   try {
     mod = (await import(path)) as Record<string, unknown>
   } catch (cause) {
-    const why = cause instanceof Error ? cause.message.split("\n")[0] : String(cause)
-    throw new ConfigError({ message: `cannot load config file ${path}: ${why}` })
+    throw new ConfigError({ message: `cannot load config file ${path}: ${loadFailure(cause)}` })
   }
   return resolveConfig(mod.default ?? mod.config, overrides, path)
+}
+
+interface BuildMessage {
+  readonly message: string
+  readonly position?: { readonly file: string; readonly line: number; readonly column: number; readonly lineText: string } | null
+}
+
+/**
+ * Why a config module failed to load, as one paragraph. Bun reports a syntax error as an AggregateError
+ * ("N errors building …") of BuildMessages; the first is the real one (the rest follow from it): file:line:column,
+ * the parser's message and the offending line.
+ */
+function loadFailure(cause: unknown): string {
+  const first = (cause as { errors?: ReadonlyArray<BuildMessage> }).errors?.[0]
+  const at = first?.position
+  if (first !== undefined && at) {
+    return `syntax error at ${at.file}:${at.line}:${at.column}: ${first.message}\n    ${at.lineText.trim()}`
+  }
+  return cause instanceof Error ? cause.message.split("\n")[0] : String(cause)
 }

@@ -9,20 +9,20 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
+import { BackendError, Diverged, InvalidDataset, NonFiniteLoss, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
 import { CHECKPOINT, extraOf, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type TrainState } from "../model/optimizer.ts"
 import { permutation, rng } from "../random.ts"
 import type { EncodedDoc } from "../stages/batch.ts"
-import { LmSchedule, lmEvaluationBatches } from "../stages/lm-batch.ts"
-import { type CarriedState, directionsOf, evaluateLanguageModel, lmHeadParams, lmSamplerCounts, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
+import { LmSchedule, lmEvaluationBatchCount, lmEvaluationBatches } from "../stages/lm-batch.ts"
+import { type CarriedState, directionsOf, languageModelEvaluationSteps, lmHeadParams, lmSamplerCounts, lmTrainStep, type LmStepOptions, zeroCarriedState } from "../stages/pretrain.ts"
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
+import { releaseAfterWasmExhaustion, withinWasmMemory } from "./memory-plan.ts"
 import { formatDuration } from "./progress.ts"
-import { endOfLoop, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, startRun } from "./run.ts"
+import { divergenceAftermath, endOfLoop, interruptible, validationLogged, writeFileAtomic, metricsLog, optimizerConfig, readRunCheckpoint, type RunOptions, runDirError, runGuard, startRun } from "./run.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -103,7 +103,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
           },
           catch: (cause) => runDirError(`cannot restore ${join(runDir, CHECKPOINT)}: ${(cause as Error).message}.`)
         }),
-        ({ state }) => Effect.sync(() => disposeTrainState(state))
+        ({ state }) => Effect.sync(() => releaseAfterWasmExhaustion(() => disposeTrainState(state)))
       )
       let carried = restoredCarried
       const startStep = state.step
@@ -117,7 +117,9 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         bidirectional
       }
       const schedule = LmSchedule.at(docs, { batchSize: B, window: config.data.window, seed: config.seed, bidirectional }, startStep)
-      const writeMetrics = metricsLog(runDir, resume, startStep)
+      const writeMetrics = yield* metricsLog(runDir, resume, startStep)
+      // An LM's chance loss is ln V per direction; it has no hidden layer to die.
+      const guard = runGuard(config, runDir, resume, directions * Math.log(V), 0, (m) => ({ step: m.step, loss: m.loss, nll: m.loss }))
       const wallSeconds = () => priorWallSeconds + (performance.now() - started) / 1000
       const saveCheckpoint = () =>
         Effect.try({
@@ -126,39 +128,68 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
               join(runDir, CHECKPOINT),
               state,
               { task: "language-model", vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, seed: config.seed, bidirectional, wallSeconds: wallSeconds() },
-              Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]]))
+              Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]])),
+              { keepPrevious: true }
             ),
           catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
         })
-      const perplexityOf = (evalDocs: ReadonlyArray<EncodedDoc>) =>
+      /** Full-softmax perplexity of the documents, stopping between batches on Ctrl-C / SIGTERM (undefined then). */
+      const perplexityOf = (label: string, evalDocs: ReadonlyArray<EncodedDoc>) =>
         evalDocs.length === 0
-          ? undefined
-          : evaluateLanguageModel(state.ema, frequencies, lmEvaluationBatches(evalDocs, config.train.evalBatchSize, config.data.window, bidirectional), {
-              normalizeEmbeddings: config.model.normalizeEmbeddings,
-              bidirectional
-            })
+          ? Effect.succeed(null)
+          : interruptible(
+              label,
+              languageModelEvaluationSteps(state.ema, frequencies, lmEvaluationBatches(evalDocs, config.train.evalBatchSize, config.data.window, bidirectional), {
+                normalizeEmbeddings: config.model.normalizeEmbeddings,
+                bidirectional
+              }),
+              lmEvaluationBatchCount(evalDocs, config.train.evalBatchSize, config.data.window),
+              stop,
+              progress
+            )
       // A fixed sample of training documents, as many as validation ones (≤ 1,000 when there is no validation): its
       // full-softmax perplexity is the training curve (the sampled-softmax loss is not a perplexity).
       const trainSample = Array.from(permutation(docs.length, rng(config.seed, "lm-train-sample")).subarray(0, Math.min(docs.length, validationDocs.length || 1000)), (i) => docs[i])
-      const validate = () => {
-        const validation = perplexityOf(validationDocs)
-        const train = perplexityOf(trainSample)!
-        return {
-          validation,
-          record: {
-            trainPerplexity: train.perplexity,
-            ...(validation ? { validationLoss: validation.loss, validationPerplexity: validation.perplexity, validationTokens: validation.tokens } : {})
+      /** Validation and training-sample perplexities; undefined when a stop request cut them short. */
+      const validate = () =>
+        Effect.gen(function* () {
+          const validation = yield* perplexityOf("validation perplexity", validationDocs)
+          const train = validation === undefined ? undefined : yield* perplexityOf("training-sample perplexity", trainSample)
+          if (validation === undefined || train === undefined || train === null) return undefined
+          return {
+            validation: validation ?? undefined,
+            record: {
+              trainPerplexity: train.perplexity,
+              ...(validation ? { validationLoss: validation.loss, validationPerplexity: validation.perplexity, validationTokens: validation.tokens } : {})
+            }
           }
-        }
-      }
+        })
+      const evaluationDue = (step: number) => config.train.evalEvery > 0 && step > 0 && step % config.train.evalEvery === 0
+      /** The periodic evaluation of `step`: logged, or left out when a stop request cut it short. */
+      const periodicEvaluation = (step: number) =>
+        Effect.gen(function* () {
+          const result = yield* validate()
+          if (result === undefined) return
+          const { validation, record } = result
+          writeMetrics({ step, ...record })
+          if (validation !== undefined) lastPerplexity = validation.perplexity
+          progress.line(
+            `step ${step}: perplexity train ${perplexityText(record.trainPerplexity)}` +
+              (validation ? `, validation ${perplexityText(validation.perplexity)}` : "") +
+              ` (full softmax, EMA weights)`
+          )
+        })
       const perplexityText = (p: ReadonlyArray<number>) => p.map((x) => x.toFixed(1)).join(" / ")
+      let lastPerplexity: ReadonlyArray<number> | undefined
+      // A stop during the evaluation of the checkpoint's step left it out of the log: run it now, as the uninterrupted
+      // run did (at the last step the final evaluation below logs it).
+      if (resume && startStep < totalSteps && evaluationDue(startStep) && !validationLogged(runDir, startStep, "trainPerplexity")) yield* periodicEvaluation(startStep)
 
       if (startStep >= totalSteps) progress.line(`checkpoint is already at step ${startStep} of ${totalSteps}`)
       else progress.line(`training steps ${startStep + 1}…${totalSteps}`)
       const loopStart = performance.now()
       let stepsDone = 0
       let tokensDone = 0
-      let lastPerplexity: ReadonlyArray<number> | undefined
       const batches = Stream.fromIterable({
         *[Symbol.iterator]() {
           for (;;) yield schedule.nextBatch()
@@ -169,12 +200,11 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         Stream.takeWhile(() => !stop.requested),
         Stream.runForEach((batch) =>
           Effect.gen(function* () {
-            const result = lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions)
+            const result = withinWasmMemory(config, V, `pretraining step ${state.step + 1}`, () => lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions))
+            if (result instanceof BackendError) return yield* result
             if (!result.ok) {
               return yield* new NonFiniteLoss({
-                message:
-                  `the loss became ${result.loss} at step ${result.step + 1}; pretraining stopped. The last good checkpoint ` +
-                  `(${existsSync(join(runDir, CHECKPOINT)) ? join(runDir, CHECKPOINT) : "none yet"}) is kept. Lower train.learningRate or check the data.`
+                message: `the loss became ${result.loss} at step ${result.step + 1}; pretraining stopped. ${divergenceAftermath(runDir, result.step, config.train.learningRate)}`
               })
             }
             carried = result.carried
@@ -192,31 +222,33 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
               epoch: Number(schedule.epochs.toFixed(4)),
               tokensPerSecond: Math.round(tokensPerSecond)
             })
+            const diverged = guard.observe({ step: m.step, loss: m.loss, nll: m.loss })
+            if (diverged !== undefined) {
+              return yield* new Diverged({
+                message: `pretraining diverged at step ${m.step}: ${diverged}. Pretraining stopped. ${divergenceAftermath(runDir, m.step - 1, config.train.learningRate)}`
+              })
+            }
             progress.status(
               `step ${m.step}/${totalSteps}  loss ${m.loss.toFixed(4)}${K > 0 ? " (sampled)" : ""}  lr ${m.learningRate.toExponential(2)}  |g| ${m.gradNorm.toFixed(2)}  ` +
                 `epoch ${schedule.epochs.toFixed(2)}  ${Math.round(tokensPerSecond)} tok/s  ETA ${formatDuration(eta)}` +
                 (lastPerplexity ? `  val ppl ${perplexityText(lastPerplexity)}` : ""),
               m.step % config.train.logEvery === 0
             )
-            if (config.train.evalEvery > 0 && m.step % config.train.evalEvery === 0) {
-              const { validation, record } = validate()
-              writeMetrics({ step: m.step, ...record })
-              if (validation !== undefined) lastPerplexity = validation.perplexity
-              progress.line(
-                `step ${m.step}: perplexity train ${perplexityText(record.trainPerplexity)}` +
-                  (validation ? `, validation ${perplexityText(validation.perplexity)}` : "") +
-                  ` (full softmax, EMA weights)`
-              )
-            }
+            if (evaluationDue(m.step)) yield* periodicEvaluation(m.step)
             if (m.step % config.train.checkpointEvery === 0) yield* saveCheckpoint()
           })
         )
       )
       const interrupted = yield* endOfLoop(progress, saveCheckpoint(), stop, state.step, totalSteps, runDir)
       if (interrupted !== undefined) return interrupted
-      // The periodic evaluation may just have run at this step; do not log the same numbers twice.
-      const evaluatedNow = config.train.evalEvery > 0 && state.step % config.train.evalEvery === 0 && stepsDone > 0
-      const final = validate()
+      // The periodic evaluation may have logged this step already (in this process or before a resume): not twice.
+      const evaluatedNow = validationLogged(runDir, state.step, "trainPerplexity")
+      const final = yield* validate()
+      if (final === undefined) {
+        progress.done()
+        progress.line(`stopped during the final evaluation; the checkpoint (step ${state.step}) is kept. Finish it with: bun run pipeline --resume ${runDir}`)
+        return { status: "interrupted", step: state.step } as const
+      }
       const evaluation = final.validation
       if (!evaluatedNow) writeMetrics({ step: state.step, ...final.record })
       const summary: PretrainSummary = {
@@ -234,7 +266,7 @@ export const runPretraining = (config: Config, options: RunOptions): Effect.Effe
         vocabularySize: V,
         wallSeconds: Number(wallSeconds().toFixed(1))
       }
-      writeFileSync(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
+      writeFileAtomic(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
       progress.line(
         `pretraining done: ${state.step} steps` +
           (evaluation ? ` · validation perplexity ${perplexityText(evaluation.perplexity)}` : "") +

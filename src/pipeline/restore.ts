@@ -12,7 +12,7 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { PretrainedMismatch } from "../errors.ts"
 import { EMBEDDING } from "../model/classifier.ts"
-import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT, classesMismatch, readCheckpoint } from "../model/checkpoint.ts"
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 
 /** What a classifier takes from a pretraining run: the paper's embedding and LSTM(s), or the embedding alone (ablation). */
@@ -37,7 +37,8 @@ export function restorePretrained(
   runDir: string,
   vocabulary: ReadonlyArray<string>,
   bidirectional: boolean,
-  parts: PretrainedParts = "embedding+lstm"
+  parts: PretrainedParts = "embedding+lstm",
+  classes?: ReadonlyArray<string>
 ): Array<string> {
   const fail = (why: string) => new PretrainedMismatch({ message: `cannot restore pretrained weights from ${runDir}: ${why}` })
   const path = join(runDir, CHECKPOINT)
@@ -60,6 +61,9 @@ export function restorePretrained(
           `). Pretrain with the same dataset, seed, data and unlabeled settings as the classifier (a "{seed}" in pretrained names one run per seed).`
       )
     }
+    // A classifier run restored into another classifier: its classes must be this data's (one check for every load).
+    const classProblem = classes === undefined ? undefined : classesMismatch(ckpt, classes)
+    if (classProblem !== undefined) throw fail(`${classProblem}. Restore from a run on the same classes, or from a language-model run.`)
     const names = pretrainedNames(bidirectional, parts)
     for (const name of names) {
       const value = loaded.get(`params/${name}`)

@@ -42,7 +42,21 @@ export interface Batch {
   readonly lengths: Int32Array
   readonly labels: Int32Array
   /** Tokens before the window (only when some document is longer than the window), per row. */
-  readonly prefix: { readonly steps: number; readonly ids: Int32Array; readonly lengths: Int32Array } | undefined
+  readonly prefix: Prefix | undefined
+}
+
+/**
+ * The tokens before each row's window, unpadded: `rows[r]` is a view of the document's ids (no copy), so a batch never
+ * holds rows × the longest prefix. The prefix runs through the LSTM in chunks of `window` steps carrying the state,
+ * which bounds its memory by the window whatever the document's length.
+ */
+export interface Prefix {
+  /** The longest prefix in the batch. */
+  readonly steps: number
+  readonly rows: ReadonlyArray<Int32Array>
+  readonly lengths: Int32Array
+  /** Steps per chunk (the batch's window length). */
+  readonly window: number
 }
 
 /** Rows of a batch's id and length arrays (and of its embedded tensors). */
@@ -64,14 +78,15 @@ export function makeBatch(docs: ReadonlyArray<EncodedDoc>, window: number, bidir
     lengths[r] = Math.min(n, window)
     prefixLengths[r] = n - lengths[r]
   }
-  const steps = Math.max(1, ...lengths)
-  const prefixSteps = Math.max(0, ...prefixLengths)
-  const ids = new Int32Array(rows.length * steps)
-  const prefixIds = prefixSteps > 0 ? new Int32Array(rows.length * prefixSteps) : undefined
+  // Loops, not Math.max(...xs): a spread of a large batch's lengths can exceed the engine's argument limit.
+  let steps = 1
+  let prefixSteps = 0
   for (let r = 0; r < rows.length; r++) {
-    ids.set(rows[r].subarray(prefixLengths[r]), r * steps)
-    if (prefixIds !== undefined) prefixIds.set(rows[r].subarray(0, prefixLengths[r]), r * prefixSteps)
+    steps = Math.max(steps, lengths[r])
+    prefixSteps = Math.max(prefixSteps, prefixLengths[r])
   }
+  const ids = new Int32Array(rows.length * steps)
+  for (let r = 0; r < rows.length; r++) ids.set(rows[r].subarray(prefixLengths[r]), r * steps)
   const labels = Int32Array.from(docs, (d) => d.label)
   return {
     size,
@@ -80,7 +95,7 @@ export function makeBatch(docs: ReadonlyArray<EncodedDoc>, window: number, bidir
     ids,
     lengths,
     labels,
-    prefix: prefixIds === undefined ? undefined : { steps: prefixSteps, ids: prefixIds, lengths: prefixLengths }
+    prefix: prefixSteps === 0 ? undefined : { steps: prefixSteps, rows: rows.map((row, r) => row.subarray(0, prefixLengths[r])), lengths: prefixLengths, window }
   }
 }
 
@@ -97,9 +112,7 @@ export function sliceBatch(batch: Batch, start: number, end: number): Batch {
     lengths: batch.lengths.slice(r0, r1),
     labels: batch.labels.slice(start, end),
     prefix:
-      prefix === undefined
-        ? undefined
-        : { steps: prefix.steps, ids: prefix.ids.slice(r0 * prefix.steps, r1 * prefix.steps), lengths: prefix.lengths.slice(r0, r1) }
+      prefix === undefined ? undefined : { steps: prefix.steps, rows: prefix.rows.slice(r0, r1), lengths: prefix.lengths.slice(r0, r1), window: prefix.window }
   }
 }
 

@@ -27,6 +27,30 @@ export function withTable<A>(params: Params, frequencies: tf.Tensor1D, normalize
   }
 }
 
+/**
+ * An evaluation pass as a generator that yields the number of batches done after each one and returns the result, so
+ * a caller can report progress, let signals in and stop between batches (`return()` releases the table). The plain
+ * functions below run one to the end.
+ */
+export type EvaluationSteps<A> = Generator<number, A, void>
+
+/** Run an evaluation generator to its end. */
+export function runToEnd<A>(steps: EvaluationSteps<A>): A {
+  for (;;) {
+    const next = steps.next()
+    if (next.done) return next.value
+  }
+}
+
+function* withTableSteps<A>(params: Params, frequencies: tf.Tensor1D, normalize: boolean, body: (table: tf.Tensor2D) => EvaluationSteps<A>): EvaluationSteps<A> {
+  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, normalize)))
+  try {
+    return yield* body(table)
+  } finally {
+    if (table !== params["embedding"]) table.dispose()
+  }
+}
+
 /** A batch's features as evaluation sees them: no dropout, no perturbation, no gradient (in the caller's tidy scope). */
 export function cleanFeatures(params: Params, table: tf.Tensor2D, batch: Batch, ids: tf.Tensor2D): tf.Tensor2D {
   return features(params, embed(table, ids, undefined), batch.lengths, prefixState(params, table, batch, undefined), "none")
@@ -38,11 +62,21 @@ export function evaluate(
   batches: ReadonlyArray<Batch>,
   options: { readonly normalizeEmbeddings: boolean }
 ): Evaluation {
+  return runToEnd(evaluationSteps(params, frequencies, batches, options))
+}
+
+/** `evaluate`, one batch per step. */
+export function* evaluationSteps(
+  params: Params,
+  frequencies: tf.Tensor1D,
+  batches: ReadonlyArray<Batch>,
+  options: { readonly normalizeEmbeddings: boolean }
+): EvaluationSteps<Evaluation> {
   let correct = 0
   let lossSum = 0
   let examples = 0
-  withTable(params, frequencies, options.normalizeEmbeddings, (table) => {
-    for (const batch of batches) {
+  yield* withTableSteps(params, frequencies, options.normalizeEmbeddings, function* (table) {
+    for (const [index, batch] of batches.entries()) {
       tf.tidy(() => {
         const tensors = batchTensors(batch)
         const { logits } = head(params, cleanFeatures(params, table, batch, tensors.ids))
@@ -52,6 +86,7 @@ export function evaluate(
         examples += batch.size
         tensors.dispose()
       })
+      yield index + 1
     }
   })
   const accuracy = examples === 0 ? 0 : correct / examples
@@ -91,17 +126,35 @@ export interface PerturbationEvaluation {
  * The adversarial and virtual adversarial losses of a model on labeled documents (EMA weights, no dropout), the
  * quantities the paper plots in Figure 2. VAT noise is seeded per batch, so repeated evaluations are comparable.
  */
+export interface PerturbationLossOptions {
+  readonly normalizeEmbeddings: boolean
+  readonly epsilon: number
+  readonly xi: number
+  readonly powerIterations: number
+  readonly seed: number
+}
+
 export function evaluatePerturbationLosses(
   params: Params,
   frequencies: tf.Tensor1D,
   batches: ReadonlyArray<Batch>,
-  options: { readonly normalizeEmbeddings: boolean; readonly epsilon: number; readonly xi: number; readonly powerIterations: number; readonly seed: number }
+  options: PerturbationLossOptions
 ): PerturbationEvaluation {
+  return runToEnd(perturbationLossSteps(params, frequencies, batches, options))
+}
+
+/** `evaluatePerturbationLosses`, one batch per step. */
+export function* perturbationLossSteps(
+  params: Params,
+  frequencies: tf.Tensor1D,
+  batches: ReadonlyArray<Batch>,
+  options: PerturbationLossOptions
+): EvaluationSteps<PerturbationEvaluation> {
   let adversarial = 0
   let virtual = 0
   let examples = 0
-  withTable(params, frequencies, options.normalizeEmbeddings, (table) =>
-    batches.forEach((batch, index) => {
+  yield* withTableSteps(params, frequencies, options.normalizeEmbeddings, function* (table) {
+    for (const [index, batch] of batches.entries()) {
       tf.tidy(() => {
         const tensors = batchTensors(batch)
         const initial = prefixState(params, table, batch, undefined)
@@ -123,7 +176,8 @@ export function evaluatePerturbationLosses(
         examples += batch.size
         tensors.dispose()
       })
-    })
-  )
+      yield index + 1
+    }
+  })
   return { adversarialLoss: examples === 0 ? 0 : adversarial / examples, virtualAdversarialLoss: examples === 0 ? 0 : virtual / examples }
 }

@@ -161,6 +161,14 @@ export class LmSchedule {
  * in windows of `window` positions with carried state (same batch layout as training; slots whose document has
  * ended get length 0 in later windows of the group).
  */
+/** How many batches `lmEvaluationBatches` yields: per group of documents, one per window of its longest. */
+export function lmEvaluationBatchCount(docs: ReadonlyArray<EncodedDoc>, batchSize: number, window: number): number {
+  const lengths = docs.map(lmLength).sort((a, b) => a - b)
+  let count = 0
+  for (let start = 0; start < lengths.length; start += batchSize) count += Math.ceil(lengths[Math.min(lengths.length, start + batchSize) - 1] / window)
+  return count
+}
+
 export function* lmEvaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize: number, window: number, bidirectional: boolean): Generator<LmBatch> {
   const order = docs.map((_, i) => i).sort((a, b) => docs[a].ids.length - docs[b].ids.length || a - b)
   for (let start = 0; start < order.length; start += batchSize) {

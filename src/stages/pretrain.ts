@@ -18,6 +18,7 @@ import type { LmBatch } from "./lm-batch.ts"
 import { fusedSampledSoftmaxLoss } from "../engine/sampled-softmax-op.ts"
 import { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
 import { embeddingTable } from "./train.ts"
+import { type EvaluationSteps, runToEnd } from "./evaluate.ts"
 
 /** The two directions: LSTM parameter group and LM head parameter group. */
 export const DIRECTIONS = [
@@ -219,12 +220,23 @@ export interface LmEvaluation {
 
 /** Full-softmax cross-entropy and perplexity (no dropout) over evaluation windows, state carried within each document. */
 export function evaluateLanguageModel(params: Params, frequencies: tf.Tensor1D, batches: Iterable<LmBatch>, options: { readonly normalizeEmbeddings: boolean; readonly bidirectional: boolean }): LmEvaluation {
+  return runToEnd(languageModelEvaluationSteps(params, frequencies, batches, options))
+}
+
+/** `evaluateLanguageModel`, one batch per step (see EvaluationSteps). */
+export function* languageModelEvaluationSteps(
+  params: Params,
+  frequencies: tf.Tensor1D,
+  batches: Iterable<LmBatch>,
+  options: { readonly normalizeEmbeddings: boolean; readonly bidirectional: boolean }
+): EvaluationSteps<LmEvaluation> {
   const directions = directionsOf(options.bidirectional)
   const sums = directions.map(() => 0)
   let tokens = 0
   const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, options.normalizeEmbeddings)))
   const H = params["lstm/recurrentKernel"].shape[0]!
   let carried: CarriedState = []
+  let done = 0
   try {
     for (const batch of batches) {
       if (batch.continues.every((x) => x === 0)) carried = zeroCarriedState(batch.size, H, directions.length)
@@ -237,6 +249,7 @@ export function evaluateLanguageModel(params: Params, frequencies: tf.Tensor1D, 
         })
       })
       tokens += batch.tokens
+      yield ++done
     }
   } finally {
     if (table !== params[EMBEDDING]) table.dispose()

@@ -86,15 +86,47 @@ export function batchTensors(batch: Batch): BatchTensors {
 /**
  * Initial LSTM state from the tokens before the window, run forward without gradient (spec A6, "simpler" segment
  * handling). Undefined when no document of the batch is longer than the window.
+ *
+ * The prefix runs in chunks of `prefix.window` steps, each starting from the state the previous one ended in, so memory
+ * is bounded by the window, not by the longest document. The first chunk runs every row (a prefix within one window is
+ * exactly one LSTM pass over the batch, as always); later chunks run only the rows whose prefix goes on (whole
+ * direction pairs, which share a length), so one long document costs its own length, not the batch's rows × it.
  */
 export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dropout: tf.Tensor3D | undefined): LstmState | undefined {
   const prefix = batch.prefix
   if (prefix === undefined) return undefined
-  return tidy(() => {
-    const ids = tf.tensor2d(prefix.ids, [rowsOf(batch), prefix.steps], "int32")
-    // Returned tensors move to the caller's tidy scope.
-    return prefixStateOf(params, embed(table, ids, dropout), prefix.lengths)
-  })
+  let state: LstmState | undefined
+  for (let start = 0; start < prefix.steps; start += prefix.window) {
+    const active = start === 0 ? Array.from(prefix.rows, (_, r) => r) : prefix.rows.flatMap((_, r) => (prefix.lengths[r] > start ? [r] : []))
+    const T = Math.min(prefix.window, prefix.steps - start)
+    const ids = new Int32Array(active.length * T)
+    const lengths = new Int32Array(active.length)
+    active.forEach((r, i) => {
+      lengths[i] = Math.max(0, Math.min(T, prefix.lengths[r] - start))
+      ids.set(prefix.rows[r].subarray(start, start + lengths[i]), i * T)
+    })
+    const previous = state
+    // Returned tensors move to the caller's tidy scope; the previous chunk's state is released at once.
+    state = tidy((): LstmState => {
+      const chunkIds = tf.tensor2d(ids, [active.length, T], "int32")
+      if (previous === undefined) return prefixStateOf(params, embed(table, chunkIds, dropout), lengths)
+      const index = tf.tensor1d(Int32Array.from(active), "int32")
+      const mask = dropout === undefined ? undefined : tf.gather(dropout, index)
+      const next = prefixStateOf(params, embed(table, chunkIds, mask), lengths, { c: tf.gather(previous.c, index), h: tf.gather(previous.h, index) })
+      // Rows not in this chunk keep their state.
+      const isActive = new Uint8Array(prefix.rows.length)
+      for (const r of active) isActive[r] = 1
+      const where = tf.tensor2d(isActive, [prefix.rows.length, 1], "bool")
+      const merge = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.where(where, tf.scatterND(tf.reshape(index, [-1, 1]), a, b.shape), b) as tf.Tensor2D
+      return { c: merge(next.c, previous.c), h: merge(next.h, previous.h) }
+    })
+    if (previous !== undefined) tf.dispose([previous.c, previous.h])
+    // Each chunk leaves ~100 KB of short-lived JS buffers (tensor reads, kernel copies) that JSC collects only lazily:
+    // over a 200,000-token prefix that is ~90 MB of garbage per pass. A young-generation collection every few chunks
+    // keeps the process's peak bounded by the window (under Bun; a browser has no such call).
+    if (start > 0 && (start / prefix.window) % 8 === 0) (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(false)
+  }
+  return state
 }
 
 export interface StepMetrics {

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { initialParams, type ModelShape } from "../../src/model/classifier.ts"
-import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
+import { classesMismatch, previousCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
 import { applyGradients, createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { randomFloats, useBackend } from "../helpers.ts"
@@ -157,5 +157,66 @@ describe("checkpoints", () => {
         expect(() => readCheckpoint(damaged)).toThrow(`${damaged} is truncated`)
       }
     })
+
+    test("one flipped bit anywhere in the tensor data or the metadata is caught by the checksums", () => {
+      const headerText = new TextDecoder().decode(bytes.subarray(12, headerEnd))
+      const dataStart = headerEnd + ((4 - (headerEnd % 4)) % 4)
+      const random = rng(5, "flips")
+      for (let k = 0; k < 20; k++) {
+        const damaged = join(dir, `flip-${k}.ckpt`)
+        const copy = Buffer.from(bytes)
+        const at = dataStart + random.int(bytes.length - dataStart)
+        copy[at] ^= 1 << random.int(8)
+        writeFileSync(damaged, copy)
+        expect(() => readCheckpoint(damaged)).toThrow(/is damaged: tensor (params|adamM|adamV|ema)\/.+ fails its CRC-32 check/)
+      }
+      // "step": 1234 in the metadata → 1235: still valid JSON, caught by the metadata checksum.
+      const at = 12 + headerText.indexOf('"meta":{"step":') + '"meta":{"step":'.length
+      const copy = Buffer.from(bytes)
+      copy[at] += 1
+      const damaged = join(dir, "meta-flip.ckpt")
+      writeFileSync(damaged, copy)
+      expect(() => readCheckpoint(damaged)).toThrow(`${damaged} is damaged: its metadata fails its CRC-32 check`)
+    })
+
+    test("a checkpoint written before checksums (no crc32 fields) still loads, marked unverified", () => {
+      const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, headerEnd)))
+      delete header.metaCrc32
+      for (const e of header.tensors) delete e.crc32
+      const text = new TextEncoder().encode(JSON.stringify(header))
+      const prefix = Buffer.alloc(12)
+      prefix.write("ADVTEXT1")
+      prefix.writeUInt32LE(text.length, 8)
+      const pad = Buffer.alloc((4 - ((12 + text.length) % 4)) % 4)
+      const old = join(dir, "old-format.ckpt")
+      writeFileSync(old, Buffer.concat([prefix, text, pad, bytes.subarray(headerEnd + ((4 - (headerEnd % 4)) % 4))]))
+      const loaded = readCheckpoint(old)
+      const current = readCheckpoint(path)
+      expect(loaded.verified).toBe(false)
+      expect(current.verified).toBe(true)
+      expect(loaded.step).toBe(current.step)
+      for (const [name, t] of current.tensors) expect(Array.from(loaded.tensors.get(name)!.dataSync())).toEqual(Array.from(t.dataSync()))
+      tf.dispose([...loaded.tensors.values(), ...current.tensors.values()])
+    })
   })
+})
+
+test("keepPrevious keeps the replaced checkpoint as <path>.prev", () => {
+  const path = join(dir, "kept.ckpt")
+  for (const step of [5, 6, 7]) {
+    const state = trainedState(2)
+    state.step = step
+    writeCheckpoint(path, state, { step }, {}, { keepPrevious: true })
+    disposeTrainState(state)
+  }
+  const [now, before] = [readCheckpoint(path), readCheckpoint(previousCheckpoint(path))]
+  expect([now.step, before.step]).toEqual([7, 6])
+  tf.dispose([...now.tensors.values(), ...before.tensors.values()])
+})
+
+test("classesMismatch: a classifier checkpoint must meet the classes it was trained on, in order; an LM checkpoint has none", () => {
+  expect(classesMismatch({ meta: { classes: ["neg", "pos"] } }, ["neg", "pos"])).toBeUndefined()
+  expect(classesMismatch({ meta: {} }, ["a", "b", "c"])).toBeUndefined()
+  expect(classesMismatch({ meta: { classes: ["neg", "pos"] } }, ["pos", "neg"])).toContain('classes 2 ("neg", "pos") but the data has classes 2 ("pos", "neg")')
+  expect(classesMismatch({ meta: { classes: ["0", "1"] } }, ["0", "1", "2"])).toContain("the data has classes 3")
 })

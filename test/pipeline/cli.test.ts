@@ -1,37 +1,8 @@
 /** The CLI as a user meets it: exit codes and one-paragraph messages, never a stack trace. */
 import { describe, expect, test } from "bun:test"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
-import { join, resolve } from "node:path"
-import { tempDir, writeTinyDataset } from "./fixtures.ts"
-
-const CLI = resolve(import.meta.dir, "../../src/pipeline/cli.ts")
-const CONFIG_MODULE = resolve(import.meta.dir, "../../src/pipeline/config.ts")
-
-function cli(args: ReadonlyArray<string>, env: Record<string, string> = {}) {
-  const p = Bun.spawnSync(["bun", CLI, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" })
-  const stderr = p.stderr.toString()
-  return { code: p.exitCode, stdout: p.stdout.toString(), stderr }
-}
-
-/** A config file for the tiny dataset, with `extra` spliced into the object literal. */
-function configFile(dir: string, dataset: string, extra = ""): string {
-  const path = join(dir, "config.ts")
-  writeFileSync(
-    path,
-    `import { defineConfig } from ${JSON.stringify(CONFIG_MODULE)}
-export default defineConfig({
-  name: "cli-tiny",
-  dataset: ${dataset},
-  model: { embeddingDim: 8, lstmUnits: 8, hiddenUnits: 4 },
-  train: { steps: 3, batchSize: 16, unlabeledBatchSize: 16, logEvery: 1, evalEvery: 0 },
-  ${extra}
-})
-`
-  )
-  return path
-}
-
-const noStackTrace = (stderr: string) => expect(stderr).not.toMatch(/^\s+at .+:\d+/m)
+import { join } from "node:path"
+import { CLI, cli, configFile, noStackTrace, tempDir, writeTinyDataset } from "./fixtures.ts"
 
 describe("cli", () => {
   const data = writeTinyDataset(tempDir(), { train: 60, test: 20 })

@@ -1,7 +1,8 @@
 /** A tiny generated sentiment-like dataset: the class is decided by which cue words a sentence contains. */
+import { expect } from "bun:test"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { rng } from "../../src/random.ts"
 import { resolveConfig, type Config, type ConfigInput } from "../../src/pipeline/config.ts"
 import { deepMerge } from "../../src/pipeline/config.ts"
@@ -70,3 +71,33 @@ export function metricLines(runDir: string): Array<Record<string, unknown>> {
       return rest
     })
 }
+
+export const CLI = resolve(import.meta.dir, "../../src/pipeline/cli.ts")
+const CONFIG_MODULE = resolve(import.meta.dir, "../../src/pipeline/config.ts")
+
+/** The CLI in a child process: exit code, stdout, stderr. */
+export function cli(args: ReadonlyArray<string>, env: Record<string, string> = {}) {
+  const p = Bun.spawnSync(["bun", CLI, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" })
+  const stderr = p.stderr.toString()
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr }
+}
+
+/** A config file for the tiny dataset, with `extra` spliced into the object literal. */
+export function configFile(dir: string, dataset: string, extra = ""): string {
+  const path = join(dir, "config.ts")
+  writeFileSync(
+    path,
+    `import { defineConfig } from ${JSON.stringify(CONFIG_MODULE)}
+export default defineConfig({
+  name: "cli-tiny",
+  dataset: ${dataset},
+  model: { embeddingDim: 8, lstmUnits: 8, hiddenUnits: 4 },
+  train: { steps: 3, batchSize: 16, unlabeledBatchSize: 16, logEvery: 1, evalEvery: 0 },
+  ${extra}
+})
+`
+  )
+  return path
+}
+
+export const noStackTrace = (stderr: string) => expect(stderr).not.toMatch(/^\s+at .+:\d+/m)

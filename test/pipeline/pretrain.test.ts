@@ -357,3 +357,20 @@ describe("bidirectional pretraining", () => {
     expect(run.status).toBe("completed")
   })
 })
+
+test("a stop during the LM's periodic evaluation leaves it out of the log; --resume runs it first, reaching the uninterrupted log; a stop in the final evaluation is an interruption", async () => {
+  const reference = join(tempDir(), "reference")
+  await pretrain(lmConfig(), reference)
+  const dir = join(tempDir(), "stopped-in-evaluation")
+  const stop: StopSignal = { requested: false }
+  // onStep runs before the step's evaluation: the stop arrives as the evaluation of step 6 begins.
+  const first = await Effect.runPromise(runPretraining(lmConfig(), { runDir: dir, progress: silentProgress, stop, onStep: (m) => void (m.step === 6 && (stop.requested = true)) }))
+  expect(first).toEqual({ status: "interrupted", step: 6 })
+  expect(metricLines(dir).some((m) => m.step === 6 && "trainPerplexity" in m)).toBe(false)
+  const finalStop: StopSignal = { requested: false }
+  const second = await Effect.runPromise(runPretraining(lmConfig(), { runDir: dir, progress: silentProgress, resume: true, stop: finalStop, onStep: (m) => void (m.step === 12 && (finalStop.requested = true)) }))
+  expect(second).toEqual({ status: "interrupted", step: 12 })
+  expect(existsSync(join(dir, "summary.json"))).toBe(false)
+  expect((await pretrain(lmConfig(), dir, { resume: true })).status).toBe("completed")
+  expect(metricLines(dir)).toEqual(metricLines(reference))
+})

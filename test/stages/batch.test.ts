@@ -26,15 +26,12 @@ const docsArb = (maxDocs: number, maxLength: number) => fc.array(encodedDoc(maxL
 
 /** Row b of the window ids, as a plain array of `steps` entries. */
 const row = (batch: Batch, b: number) => Array.from(batch.ids.subarray(b * batch.steps, (b + 1) * batch.steps))
-const prefixRow = (batch: Batch, b: number) => {
-  const p = batch.prefix!
-  return Array.from(p.ids.subarray(b * p.steps, (b + 1) * p.steps))
-}
+const prefixRow = (batch: Batch, b: number) => Array.from(batch.prefix!.rows[b])
 
 /** Reassemble each document of a batch from its prefix and window. */
 function reconstruct(batch: Batch): Array<Array<number>> {
   return Array.from({ length: batch.size }, (_, b) => {
-    const prefix = batch.prefix === undefined ? [] : prefixRow(batch, b).slice(0, batch.prefix.lengths[b])
+    const prefix = batch.prefix === undefined ? [] : prefixRow(batch, b)
     return [...prefix, ...row(batch, b).slice(0, batch.lengths[b])]
   })
 }
@@ -77,8 +74,12 @@ describe("makeBatch (spec A1.6, final-window handling)", () => {
           const p = batch.prefix!
           expect([...p.lengths]).toEqual(docs.map((d) => d.ids.length - Math.min(d.ids.length, window)))
           expect(p.steps).toBe(longest - window)
-          expect(p.ids.length).toBe(batch.size * p.steps)
-          for (let b = 0; b < batch.size; b++) expect(prefixRow(batch, b).slice(p.lengths[b]).every((x) => x === 0)).toBe(true)
+          expect(p.window).toBe(window)
+          // Unpadded: each row holds exactly its own prefix, a view of the document (no copy).
+          for (let b = 0; b < batch.size; b++) {
+            expect(p.rows[b].length).toBe(p.lengths[b])
+            expect(p.rows[b].buffer).toBe(docs[b].ids.buffer)
+          }
         }
       }),
       { numRuns: 300 }
@@ -97,7 +98,7 @@ describe("makeBatch (spec A1.6, final-window handling)", () => {
     expect([...batch.ids]).toEqual([4, 5, 6, 7, EOS_ID, 8, EOS_ID, 0, 0, 0])
     expect([...batch.lengths]).toEqual([5, 2])
     expect(batch.prefix!.steps).toBe(3)
-    expect([...batch.prefix!.ids]).toEqual([1, 2, 3, 0, 0, 0])
+    expect(batch.prefix!.rows.map((r) => [...r])).toEqual([[1, 2, 3], []])
     expect([...batch.prefix!.lengths]).toEqual([3, 0])
   })
 })

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import fc from "fast-check"
 import type { EncodedDoc } from "../../src/stages/batch.ts"
-import { LmSchedule, lmEvaluationBatches, lmLength, reverseIds } from "../../src/stages/lm-batch.ts"
+import { LmSchedule, lmEvaluationBatchCount, lmEvaluationBatches, lmLength, reverseIds } from "../../src/stages/lm-batch.ts"
 
 const EOS = 99
 
@@ -118,4 +118,13 @@ describe("LM evaluation windows", () => {
     const expected = docs.map((d) => Array.from(d.ids.subarray(1))).sort((a, b) => a.length - b.length)
     expect(groups.flat()).toEqual(expected)
   })
+})
+
+test("lmEvaluationBatchCount is the number of batches lmEvaluationBatches yields", () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 0, maxLength: 12 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 9 }), (lengths, batchSize, window) => {
+      const docs = lengths.map((n) => ({ ids: Int32Array.from({ length: n + 1 }, (_, i) => i % 7), label: -1 }))
+      expect(lmEvaluationBatchCount(docs, batchSize, window)).toBe([...lmEvaluationBatches(docs, batchSize, window, false)].length)
+    })
+  )
 })
