@@ -1,10 +1,11 @@
 /**
  * Training-step benchmark, ours vs PyTorch on the same machine, in one invocation:
  *   bun bench/step.ts [--reps N] [--configs small,paper-rt,imdb,lm,lm-bidirectional] [--no-torch]
- *                     [--torch-settings blas1-omp2,blas2-omp2[,blas1-omp1]] [--blas off] [--fused-lstm off]
+ *                     [--torch-settings blas1-omp2,blas2-omp2,blas1-omp1[,blas1-omp2-packed]] [--blas off] [--fused-lstm off]
  *
  * Each (config, step kind) runs in its own processes — ours (bench/step-worker.ts) and one PyTorch twin
- * (bench/torch_step.py) per setting: OPENBLAS_NUM_THREADS ∈ {1, 2} with torch's 2 intra-op threads by default — so
+ * (bench/torch_step.py) per setting: OPENBLAS_NUM_THREADS ∈ {1, 2} with torch's 2 intra-op threads, and 1 BLAS thread
+ * with 1 torch thread; a `-packed` setting runs the classifier's LSTM over a PackedSequence (skipping padding) — so
  * every side's peak RSS is its own. After two warm-up steps each, the reps are interleaved (ours, torch A, torch B;
  * the order rotates every rep), so machine noise hits every side alike. Reported: median and minimum of the reps;
  * the ratio is ours / the fastest PyTorch setting (by median). The last line is one JSON object with every time,
@@ -21,7 +22,7 @@ const flag = (name: string) => {
 const reps = Number(flag("--reps") ?? 7)
 const specNames = (flag("--configs") ?? DEFAULT_SPECS.join(",")).split(",")
 for (const name of specNames) if (SPECS[name] === undefined) throw new Error(`unknown config ${name}; known: ${Object.keys(SPECS).join(", ")}`)
-const torchSettings = args.includes("--no-torch") ? [] : (flag("--torch-settings") ?? "blas1-omp2,blas2-omp2").split(",")
+const torchSettings = args.includes("--no-torch") ? [] : (flag("--torch-settings") ?? "blas1-omp2,blas2-omp2,blas1-omp1").split(",")
 const ourFlags = ["--blas", "--fused-lstm", "--backend"].flatMap((f) => (flag(f) === undefined ? [] : [f, flag(f)!]))
 
 console.log(
@@ -83,9 +84,9 @@ async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<st
 }
 
 const torchEnv = (setting: string) => {
-  const m = /^blas(\d+)-omp(\d+)$/.exec(setting)
-  if (m === null) throw new Error(`torch setting ${setting}: expected blas<N>-omp<M>`)
-  return { env: { OPENBLAS_NUM_THREADS: m[1] }, threads: m[2] }
+  const m = /^blas(\d+)-omp(\d+)(-packed)?$/.exec(setting)
+  if (m === null) throw new Error(`torch setting ${setting}: expected blas<N>-omp<M>[-packed]`)
+  return { env: { OPENBLAS_NUM_THREADS: m[1] }, args: [m[2], ...(m[3] === undefined ? [] : ["packed"])] }
 }
 
 const stats = (xs: Array<number>) => {
@@ -111,7 +112,7 @@ for (const name of specNames) {
     const failures: Array<string> = []
     for (const [label, cmd, env] of [
       ["ours", ["bun", resolve(import.meta.dir, "step-worker.ts"), name, kind, ...ourFlags], {}] as const,
-      ...torchSettings.map((s) => [s, ["/usr/bin/python3", resolve(import.meta.dir, "torch_step.py"), specJson, kind, torchEnv(s).threads], torchEnv(s).env] as const)
+      ...torchSettings.map((s) => [s, ["/usr/bin/python3", resolve(import.meta.dir, "torch_step.py"), specJson, kind, ...torchEnv(s).args], torchEnv(s).env] as const)
     ]) {
       const w = await Worker.start(label, [...cmd], env)
       if (typeof w === "string") failures.push(w)

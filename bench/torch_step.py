@@ -1,13 +1,14 @@
 """PyTorch twin of bench/step-worker.ts: the same model, step and sizes, for a side-by-side ms/step comparison.
 
-    python3 bench/torch_step.py '<spec JSON from bench/step-configs.ts>' <kind> <torch threads>
+    python3 bench/torch_step.py '<spec JSON from bench/step-configs.ts>' <kind> <torch threads> [packed]
 
 OpenBLAS's own thread count comes from the environment (OPENBLAS_NUM_THREADS), set by bench/step.ts per setting.
 Prints `ready` after two warm-up steps; then each `step` line on stdin runs one step and answers {"ms": ...};
 `rss` answers {"peakRssMiB": ...} (this process's VmHWM); end of input exits.
 
 Classifier (task "classifier"): frequency-normalized embedding (paper Eq. 1) -> variational embedding dropout ->
-nn.LSTM over the padded batch, the output at each row's last token (its EOS) -> ReLU(30) -> 1 logit; Adam; global-norm
+nn.LSTM over the padded batch (or, with `packed`, over a PackedSequence that skips the padding), the state at each row's
+last token (its EOS) -> ReLU(30) -> 1 logit; Adam; global-norm
 clipping of all but the embedding; EMA of every weight. Kinds:
   supervised   NLL on the labeled batch
   adversarial  NLL + NLL(e + r_adv)
@@ -61,7 +62,7 @@ class Updates:
             torch._foreach_add_(self.ema, [p.detach() for p in self.params], alpha=0.001)
 
 
-def classifier(spec, kind):
+def classifier(spec, kind, packed=False):
     V, E, H = spec["V"], spec["E"], spec["H"]
     emb = torch.nn.Parameter(torch.empty(V, E).uniform_(-1, 1))
     freq = torch.full((V,), 1.0 / V)
@@ -88,6 +89,9 @@ def classifier(spec, kind):
         return F.embedding(ids, t) * mask
 
     def logits(e, last):
+        if packed:
+            _, (h, _) = lstm(torch.nn.utils.rnn.pack_padded_sequence(e, last + 1, batch_first=True, enforce_sorted=False))
+            return out(F.relu(hidden(h[-1]))).squeeze(1)
         y, _ = lstm(e)
         return out(F.relu(hidden(y[torch.arange(y.shape[0]), last]))).squeeze(1)
 
@@ -172,7 +176,8 @@ def main():
     kind = sys.argv[2]
     torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
     torch.manual_seed(0)
-    step = language_model(spec) if spec["task"] == "lm" else classifier(spec, kind)
+    packed = len(sys.argv) > 4 and sys.argv[4] == "packed"
+    step = language_model(spec) if spec["task"] == "lm" else classifier(spec, kind, packed)
     step()
     step()
     print("ready", flush=True)

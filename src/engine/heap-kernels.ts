@@ -62,10 +62,14 @@ export function heapTensor(shape: Array<number>): tf.Tensor {
   return tf.engine().makeTensorFromTensorInfo((tf.backend() as unknown as WasmBackend).makeOutput(shape, "float32"))
 }
 
-/** n float64 values at a heap tensor's offset (scratch for kernels' float64 statistics); undefined if misaligned. */
-export function heapF64(t: tf.Tensor, n: number): Float64Array | undefined {
-  const at = heapOffset(t)
-  return at % 8 === 0 ? new Float64Array((tf.backend() as unknown as WasmBackend).wasm.asm.memory.buffer, at, n) : undefined
+/**
+ * Scratch for n float64 values on the heap (a kernel's float64 statistics): a tensor with room to align them to 8
+ * bytes, the aligned byte offset, and a view of them. Dispose the tensor when done.
+ */
+export function heapF64Scratch(n: number): { readonly tensor: tf.Tensor; readonly at: number; readonly view: Float64Array } {
+  const tensor = heapTensor([2 * n + 2])
+  const at = Math.ceil(heapOffset(tensor) / 8) * 8
+  return { tensor, at, view: new Float64Array((tf.backend() as unknown as WasmBackend).wasm.asm.memory.buffer, at, n) }
 }
 
 /** Σ x² of a float32 tensor as tf.sum(tf.square(x)) gives it (same bits), without the squares' full-size tensor. */

@@ -12,7 +12,7 @@
  * passes run as SIMD kernels on the backend's heap (src/engine/assembly/heap-kernels.ts), with the same bits.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { heapF64, type HeapKernels, heapKernels, heapOffset, heapTensor } from "./heap-kernels.ts"
+import { heapF64Scratch, type HeapKernels, heapKernels, heapOffset, heapTensor } from "./heap-kernels.ts"
 import { filledTensor } from "./js-kernel.ts"
 
 export function fusedNormalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
@@ -42,33 +42,21 @@ export function fusedNormalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf
 /** The forward pass as the SIMD kernel on the wasm heap (same bits); keeps μ and s for the backward pass. */
 function heapStandardize(simd: HeapKernels, raw: tf.Tensor, frequencies: tf.Tensor, mean: Float64Array, scale: Float64Array, V: number, D: number): tf.Tensor {
   const out = heapTensor([V, D])
-  const stats = heapTensor([6 * D])
-  const view = heapF64(stats, 3 * D)
-  if (view === undefined) {
-    stats.dispose()
-    out.dispose()
-    return filledTensor([V, D], [raw], (o, v) => standardize(v, frequencies.dataSync() as Float32Array, mean, scale, o, V, D))
-  }
-  simd.standardize(heapOffset(raw), heapOffset(frequencies), heapOffset(out), heapOffset(stats), V, D)
-  mean.set(view.subarray(0, D)) // nothing was allocated since the view was taken
-  scale.set(view.subarray(2 * D, 3 * D))
-  stats.dispose()
+  const stats = heapF64Scratch(3 * D)
+  simd.standardize(heapOffset(raw), heapOffset(frequencies), heapOffset(out), stats.at, V, D)
+  mean.set(stats.view.subarray(0, D)) // nothing was allocated since the view was taken
+  scale.set(stats.view.subarray(2 * D, 3 * D))
+  stats.tensor.dispose()
   return out
 }
 
 function heapStandardizeBackward(simd: HeapKernels, dy: tf.Tensor, raw: tf.Tensor, frequencies: tf.Tensor, mean: Float64Array, scale: Float64Array, V: number, D: number): tf.Tensor {
   const out = heapTensor([V, D])
-  const stats = heapTensor([8 * D])
-  const view = heapF64(stats, 4 * D)
-  if (view === undefined) {
-    stats.dispose()
-    out.dispose()
-    return filledTensor([V, D], [dy, raw], (a, g, v) => standardizeBackward(g, v, frequencies.dataSync() as Float32Array, mean, scale, a, V, D))
-  }
-  view.set(mean, 0)
-  view.set(scale, D)
-  simd.standardizeBackward(heapOffset(dy), heapOffset(raw), heapOffset(frequencies), heapOffset(out), heapOffset(stats), V, D)
-  stats.dispose()
+  const stats = heapF64Scratch(4 * D)
+  stats.view.set(mean, 0)
+  stats.view.set(scale, D)
+  simd.standardizeBackward(heapOffset(dy), heapOffset(raw), heapOffset(frequencies), heapOffset(out), stats.at, V, D)
+  stats.tensor.dispose()
   return out
 }
 
