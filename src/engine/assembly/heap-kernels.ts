@@ -46,6 +46,15 @@ export function adamEma(p: usize, m: usize, v: usize, e: usize, g: usize, n: i32
 }
 
 
+// c = f32(v − μ) at dimension d of a row (two lanes, as f64), the centred value Eq. (1)'s passes share.
+@inline function centered2(row: usize, mean: usize, d: i32): v128 {
+  return f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3)))))
+}
+
+@inline function centered1(row: usize, mean: usize, d: i32): f64 {
+  return <f64>(<f32>(<f64>load<f32>(row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
+}
+
 // Paper Eq. (1) over a [V, D] embedding, as src/engine/normalize-op.ts's JS loops (the same float64 operations in
 // the same order, two dimensions at a time). stats: 3·D f64 — mean, variance, scale — written here.
 export function standardize(v: usize, f: usize, out: usize, stats: usize, V: i32, D: i32): void {
@@ -86,12 +95,10 @@ export function standardize(v: usize, f: usize, out: usize, stats: usize, V: i32
     const orow = out + ((<usize>k * <usize>D) << 2)
     let d = 0
     for (; d < D2; d += 2) {
-      const c = f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3))))
-      v128.store64_lane(orow + ((<usize>d) << 2), f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(c), v128.load(scale + ((<usize>d) << 3)))), 0)
+      v128.store64_lane(orow + ((<usize>d) << 2), f32x4.demote_f64x2_zero(f64x2.mul(centered2(row, mean, d), v128.load(scale + ((<usize>d) << 3)))), 0)
     }
     for (; d < D; d++) {
-      const c = <f64>(<f32>(<f64>load<f32>(row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
-      store<f32>(orow + ((<usize>d) << 2), <f32>(c * load<f64>(scale + ((<usize>d) << 3))))
+      store<f32>(orow + ((<usize>d) << 2), <f32>(centered1(row, mean, d) * load<f64>(scale + ((<usize>d) << 3))))
     }
   }
 }
@@ -109,12 +116,12 @@ export function standardizeBackward(g: usize, v: usize, f: usize, a: usize, stat
     const row = (<usize>k * <usize>D) << 2
     let d = 0
     for (; d < D2; d += 2) {
-      const c = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(v + row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3)))))
+      const c = centered2(v + row, mean, d)
       const at = gc + ((<usize>d) << 3)
       v128.store(at, f64x2.add(v128.load(at), f64x2.mul(f64x2.promote_low_f32x4(v128.load64_zero(g + row + ((<usize>d) << 2))), c)))
     }
     for (; d < D; d++) {
-      const c = <f64>(<f32>(<f64>load<f32>(v + row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
+      const c = centered1(v + row, mean, d)
       store<f64>(gc + ((<usize>d) << 3), load<f64>(gc + ((<usize>d) << 3)) + <f64>load<f32>(g + row + ((<usize>d) << 2)) * c)
     }
   }
@@ -130,7 +137,7 @@ export function standardizeBackward(g: usize, v: usize, f: usize, a: usize, stat
     const row = (<usize>k * <usize>D) << 2
     let d = 0
     for (; d < D2; d += 2) {
-      const c = f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(v + row + ((<usize>d) << 2))), v128.load(mean + ((<usize>d) << 3)))))
+      const c = centered2(v + row, mean, d)
       const x = f64x2.sub(
         f64x2.mul(v128.load(scale + ((<usize>d) << 3)), f64x2.promote_low_f32x4(v128.load64_zero(g + row + ((<usize>d) << 2)))),
         f64x2.mul(f64x2.mul(v128.load(coef + ((<usize>d) << 3)), fv), c)
@@ -140,7 +147,7 @@ export function standardizeBackward(g: usize, v: usize, f: usize, a: usize, stat
       v128.store(at, f64x2.add(v128.load(at), x))
     }
     for (; d < D; d++) {
-      const c = <f64>(<f32>(<f64>load<f32>(v + row + ((<usize>d) << 2)) - load<f64>(mean + ((<usize>d) << 3))))
+      const c = centered1(v + row, mean, d)
       const x = load<f64>(scale + ((<usize>d) << 3)) * <f64>load<f32>(g + row + ((<usize>d) << 2)) - load<f64>(coef + ((<usize>d) << 3)) * fk * c
       store<f32>(a + row + ((<usize>d) << 2), <f32>x)
       store<f64>(sumA + ((<usize>d) << 3), load<f64>(sumA + ((<usize>d) << 3)) + x)
