@@ -279,7 +279,7 @@ export function chartSpecs(data: ReportData): Array<ChartSpec> {
         data: { values: data.results.map((r) => ({ ...r })) },
         encoding: {
           y: { field: "method", type: "nominal", sort: methods, title: null },
-          x: { field: "testError", type: "quantitative", title: "test error", axis: { format: ".1%" }, scale: { zero: false } }
+          x: { field: "testError", type: "quantitative", title: "test error", axis: { format: ".2%" }, scale: { zero: false } }
         },
         layer: [
           { mark: { type: "point", filled: true, size: 60, opacity: 0.8 }, encoding: { color: { field: "method", type: "nominal", sort: methods, legend: null } } },

@@ -13,7 +13,7 @@ import { existsSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { type BackendName, selectBackend } from "../engine/backend.ts"
 import { BackendError, ConfigError, RunDirError } from "../errors.ts"
-import { head, type Params } from "../model/classifier.ts"
+import { head, outputUnits, type Params } from "../model/classifier.ts"
 import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
 import { type Config, resolveConfig } from "../pipeline/config.ts"
 import { type EncodedDoc, evaluationOrder, makeBatch } from "../stages/batch.ts"
@@ -124,9 +124,18 @@ export function readRun(runDir: string): LoadedRun {
   for (const [key, t] of ckpt.tensors) if (key.startsWith("ema/")) params[key.slice("ema/".length)] = t
   for (const [key, t] of ckpt.tensors) if (!key.startsWith("ema/")) t.dispose()
   const missing = ["embedding", "lstm/bias", "head/hiddenKernel", "head/outputKernel"].filter((n) => params[n] === undefined)
-  if (missing.length > 0 || params["embedding"]!.shape[0] !== vocabulary.size) {
+  // The classes are checked against the head they are read through: a sigmoid unit for 2, one logit each otherwise.
+  const problem =
+    missing.length > 0
+      ? `it lacks the EMA weights ${missing.join(", ")}`
+      : params["embedding"]!.shape[0] !== vocabulary.size
+        ? "its embedding does not match its vocabulary"
+        : params["head/outputKernel"]!.shape[1] !== outputUnits(classes.length)
+          ? `its ${classes.length} classes do not match its head's ${params["head/outputKernel"]!.shape[1]} outputs`
+          : undefined
+  if (problem !== undefined) {
     tf.dispose(Object.values(params))
-    throw runDirError(`${path} is corrupt: ${missing.length > 0 ? `it lacks the EMA weights ${missing.join(", ")}` : "its embedding does not match its vocabulary"}. Restore it from a copy or retrain.`)
+    throw runDirError(`${path} is corrupt: ${problem}. Restore it from a copy or retrain.`)
   }
   return { config, classes, vocabulary, step: ckpt.step, params, frequencies: tf.tensor1d(vocabulary.frequencies()) }
 }

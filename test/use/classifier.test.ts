@@ -5,6 +5,8 @@ import { Effect } from "effect"
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { RunDirError } from "../../src/errors.ts"
+import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
+import { disposeTrainState } from "../../src/model/optimizer.ts"
 import { loadClassifier, openClassifier } from "../../src/use/classifier.ts"
 import { score } from "../../src/use/scores.ts"
 import { maxAbsDiff } from "../helpers.ts"
@@ -113,6 +115,16 @@ describe("loadClassifier", () => {
       const bytes = readFileSync(join(truncated, "checkpoint.ckpt"))
       writeFileSync(join(truncated, "checkpoint.ckpt"), bytes.subarray(0, bytes.length - 100))
       await expectRunDirError(truncated, "truncated")
+    })
+
+    test("classes that do not match the checkpoint's head", async () => {
+      const dir = copyRun(["config.json"])
+      const ckpt = readCheckpoint(join(run.runDir, "checkpoint.ckpt"))
+      const state = trainStateFromCheckpoint(ckpt)
+      writeCheckpoint(join(dir, "checkpoint.ckpt"), state, { ...ckpt.meta, classes: ["a", "b", "c"] })
+      disposeTrainState(state)
+      tf.dispose([...ckpt.tensors.values()])
+      await expectRunDirError(dir, "its 3 classes do not match its head's 1 outputs")
     })
 
     test("a language-model pretraining run", async () => {
