@@ -77,7 +77,7 @@ export class Workspace {
           `lower the batch size, data.window or model.lstmUnits`
       )
     }
-    const simd = compiled !== undefined && !simdDisabled
+    const simd = simdGatesActive()
     // Prefer the smallest pooled workspace that fits, else grow the largest one.
     let best = -1
     for (let i = 0; i < pool.length; i++) {

@@ -4,6 +4,7 @@
  * detach when it grows — so output views are handed out only after every output is allocated).
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { heapTensor } from "./heap-kernels.ts"
 
 export type Values = Float32Array | Int32Array
 
@@ -122,10 +123,9 @@ export function valuesView(t: tf.Tensor): Float32Array {
 export function filledTensor(shape: Array<number>, inputs: ReadonlyArray<tf.Tensor>, fill: (out: Float32Array, ...inputs: Array<Float32Array>) => void): tf.Tensor {
   const name = tf.getBackend()
   if (name === "wasm") {
-    const wasm = tf.backend() as unknown as WasmBackend
-    const info = wasm.makeOutput(shape, "float32")
-    fill(wasm.typedArrayFromHeap(info) as Float32Array, ...inputs.map(valuesView))
-    return tf.engine().makeTensorFromTensorInfo(info)
+    const out = heapTensor(shape)
+    fill(valuesView(out), ...inputs.map(valuesView))
+    return out
   }
   const out = new Float32Array(size(shape))
   fill(out, ...inputs.map(valuesView))
