@@ -14,6 +14,7 @@ import { type Config, loadConfigFile, resolveConfig } from "./config.ts"
 import { consoleProgress } from "./progress.ts"
 import { type PretrainOutcome, runPretraining } from "./pretrain.ts"
 import { type RunOptions, type RunOutcome, runPipeline, stopOnSigint } from "./run.ts"
+import { runSkipGram, type SkipGramOutcome } from "./skip-gram.ts"
 
 const fail = reportUserError
 
@@ -37,7 +38,13 @@ async function loadConfig(configPath: string | undefined, resumeDir: string | un
   return loadConfigFile(absolute, overrides)
 }
 
-const defaultRunDir = (config: Config) => join("runs", `${config.name}-${config.task === "language-model" ? "lm" : config.method}-seed${config.seed}-${new Date().toISOString().replace(/[:.]/g, "-")}`)
+const TASK_RUNNERS: Record<Config["task"], (c: Config, o: RunOptions) => Effect.Effect<RunOutcome | PretrainOutcome | SkipGramOutcome, UserError>> = {
+  classifier: runPipeline,
+  "language-model": runPretraining,
+  "skip-gram": runSkipGram
+}
+
+const defaultRunDir = (config: Config) => join("runs", `${config.name}-${config.task === "classifier" ? config.method : config.task === "language-model" ? "lm" : config.task}-seed${config.seed}-${new Date().toISOString().replace(/[:.]/g, "-")}`)
 
 const pipeline = Command.make(
   "pipeline",
@@ -66,7 +73,7 @@ const pipeline = Command.make(
       const { stop, release } = stopOnSigint()
       const progress = consoleProgress()
       const exit = await Effect.runPromiseExit(
-        (config.task === "language-model" ? runPretraining : (runPipeline as (c: Config, o: RunOptions) => Effect.Effect<RunOutcome | PretrainOutcome, UserError>))(config, {
+        TASK_RUNNERS[config.task](config, {
           runDir,
           dataDir: Option.getOrUndefined(args.dataDir),
           cacheDir: Option.getOrUndefined(args.cacheDir),

@@ -10,7 +10,7 @@ import { ConfigError } from "../errors.ts"
 const Config = type({
   "+": "reject",
   name: "string",
-  task: "'classifier' | 'language-model'",
+  task: "'classifier' | 'language-model' | 'skip-gram'",
   seed: "number.integer >= 0",
   pretrained: "string",
   pretrainedParts: "'embedding+lstm' | 'embedding'",
@@ -69,6 +69,14 @@ const Config = type({
     candidateSamples: "number.integer >= 0",
     validationDocs: "number.integer >= 0"
   },
+  skipGram: {
+    "+": "reject",
+    window: "number.integer >= 1",
+    negatives: "number.integer >= 1",
+    epochs: "number.integer >= 1",
+    subsample: "number >= 0",
+    learningRate: "number > 0"
+  },
   guard: {
     "+": "reject",
     lossFactor: "number >= 0",
@@ -126,6 +134,7 @@ export const DEFAULTS: Config = {
   unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
   model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false, centeredHead: false },
   lm: { candidateSamples: 1024, validationDocs: 0 },
+  skipGram: { window: 5, negatives: 5, epochs: 5, subsample: 1e-4, learningRate: 0.025 },
   guard: { lossFactor: 20, spikeFactor: 10, warmup: 100, window: 100, deadSteps: 100 },
   train: {
     steps: 10_000,

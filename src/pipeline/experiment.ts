@@ -15,9 +15,10 @@ import { join, resolve } from "node:path"
 import { ConfigError, isUserError, reportUserError, type UserError } from "../errors.ts"
 import { METHODS, type Method } from "../stages/train.ts"
 import { type Config, loadConfigFile } from "./config.ts"
-import { type PretrainSummary, runPretraining } from "./pretrain.ts"
+import { type PretrainOutcome, type PretrainSummary, runPretraining } from "./pretrain.ts"
 import { consoleProgress, type Progress } from "./progress.ts"
 import { runPipeline, type RunSummary, type StopSignal, stopOnSigint } from "./run.ts"
+import { runSkipGram, type SkipGramOutcome, type SkipGramSummary } from "./skip-gram.ts"
 
 export interface Cell {
   readonly method: Method
@@ -51,29 +52,37 @@ export function resultsTable(cells: ReadonlyArray<Cell>, methods: ReadonlyArray<
 
 /** Pretraining configs: one LM run per seed (<root>/seed<k>, the per-split LM a classifier names with "{seed}"). */
 async function pretrainingGrid(base: Config, seeds: ReadonlyArray<number>, root: string, dataDir: string | undefined, stop: StopSignal, progress: Progress): Promise<UserError | undefined> {
-  const rows: Array<PretrainSummary> = []
+  const rows: Array<PretrainSummary | SkipGramSummary> = []
+  const what = base.task === "skip-gram" ? "skip-gram embedding" : "language model"
   for (const seed of seeds) {
     if (stop.requested) break
     const runDir = join(root, `seed${seed}`)
     const summaryPath = join(runDir, "summary.json")
     if (existsSync(summaryPath)) {
       rows.push(JSON.parse(readFileSync(summaryPath, "utf8")))
-      progress.line(`[language model seed ${seed}] done earlier`)
+      progress.line(`[${what} seed ${seed}] done earlier`)
       continue
     }
-    progress.line(`\n[language model seed ${seed}] ${runDir}`)
-    const exit = await Effect.runPromise(
-      runPretraining({ ...base, seed }, { runDir, dataDir, resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop }).pipe(Effect.result)
-    )
+    progress.line(`\n[${what} seed ${seed}] ${runDir}`)
+    const config = { ...base, seed }
+    const run: Effect.Effect<PretrainOutcome | SkipGramOutcome, UserError> =
+      base.task === "skip-gram"
+        ? runSkipGram(config, { runDir, dataDir, progress, stop })
+        : runPretraining(config, { runDir, dataDir, resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop })
+    const exit = await Effect.runPromise(run.pipe(Effect.result))
     if (Result.isFailure(exit)) return exit.failure
     if (exit.success.status === "completed") rows.push(exit.success.summary)
   }
   const table = [
-    "| seed | steps | validation perplexity | wall |",
+    "| seed | steps / epochs | validation perplexity / final skip-gram loss | wall |",
     "|---|---|---|---|",
-    ...rows.map((r) => `| ${r.seed} | ${r.steps} | ${r.validationPerplexity?.map((p) => p.toFixed(1)).join(" / ") ?? "—"} | ${(r.wallSeconds / 60).toFixed(1)} min |`)
+    ...rows.map((r) =>
+      r.task === "skip-gram"
+        ? `| ${r.seed} | ${r.epochs} epochs | ${r.finalLoss.toFixed(4)} | ${(r.wallSeconds / 60).toFixed(1)} min |`
+        : `| ${r.seed} | ${r.steps} | ${r.validationPerplexity?.map((p) => p.toFixed(1)).join(" / ") ?? "—"} | ${(r.wallSeconds / 60).toFixed(1)} min |`
+    )
   ].join("\n")
-  writeFileSync(join(root, "results.md"), `# ${base.name}: language-model pretraining\n\n${table}\n`)
+  writeFileSync(join(root, "results.md"), `# ${base.name}: ${what} pretraining\n\n${table}\n`)
   process.stdout.write(table + "\n")
   return undefined
 }
@@ -112,7 +121,7 @@ const experiment = Command.make(
       const started = performance.now()
       const seeds = Array.from({ length: args.seeds }, (_, i) => args.firstSeed + i)
       const dataDir = Option.getOrUndefined(args.dataDir)
-      if (base.task === "language-model") {
+      if (base.task !== "classifier") {
         const code = await pretrainingGrid(base, seeds, root, dataDir, stop, progress)
         release()
         if (code !== undefined) return fail(code)
