@@ -55,8 +55,11 @@ function readRunInfo(dir: string): Omit<RunInfo, "label"> {
   }
 }
 
-const baseLabel = (config: Config) => `${config.task === "language-model" ? "language model" : config.method} · seed ${config.seed}`
-const methodRank = (config: Config) => (config.task === "language-model" ? -1 : METHODS.indexOf(config.method))
+/** What a run trained: its method for a classifier, else the pretraining task. */
+export const taskLabel = (config: Config): string =>
+  config.task === "classifier" ? config.method : config.task === "language-model" ? "language model" : "skip-gram embedding"
+const baseLabel = (config: Config) => `${taskLabel(config)} · seed ${config.seed}`
+const methodRank = (config: Config) => (config.task === "classifier" ? METHODS.indexOf(config.method) : -1)
 
 /**
  * The runs named by `paths` (run dirs or experiment roots, in the order given; an experiment's runs by method, then

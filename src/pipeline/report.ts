@@ -16,7 +16,7 @@ import * as vega from "vega"
 import * as vl from "vega-lite"
 import { selectBackend } from "../engine/backend.ts"
 import { ConfigError, RunDirError, reportUserError } from "../errors.ts"
-import { attempt, DEFAULT_WORDS, readMetrics, resolveRuns, type RunInfo, runNeighbors, type Weights, type WordNeighbors } from "./inspect.ts"
+import { attempt, DEFAULT_WORDS, readMetrics, resolveRuns, type RunInfo, runNeighbors, taskLabel, type Weights, type WordNeighbors } from "./inspect.ts"
 import { runMain } from "./main.ts"
 import { formatDuration } from "./progress.ts"
 
@@ -66,10 +66,10 @@ export interface ReportData {
  */
 function methodKeys(runs: ReadonlyArray<RunInfo>): Map<RunInfo, string> {
   const rootOf = (run: RunInfo) => (isExperimentCell(run) ? dirname(dirname(resolve(run.dir))) : undefined)
-  const roots = new Set(runs.filter((r) => r.config.task !== "language-model").map(rootOf))
+  const roots = new Set(runs.filter((r) => r.config.task === "classifier").map(rootOf))
   return new Map(
     runs.map((r) => {
-      const method = r.config.task === "language-model" ? "language model" : r.config.method
+      const method = taskLabel(r.config)
       const root = rootOf(r)
       return [r, roots.size > 1 && root !== undefined ? `${basename(root)} · ${method}` : method]
     })
@@ -77,7 +77,7 @@ function methodKeys(runs: ReadonlyArray<RunInfo>): Map<RunInfo, string> {
 }
 
 /** A classifier grid cell: <root>/<method>/seed<k>. */
-const isExperimentCell = (run: RunInfo) => run.config.task !== "language-model" && basename(dirname(resolve(run.dir))) === run.config.method && /^seed\d+$/.test(basename(run.dir))
+const isExperimentCell = (run: RunInfo) => run.config.task === "classifier" && basename(dirname(resolve(run.dir))) === run.config.method && /^seed\d+$/.test(basename(run.dir))
 
 /** The value of `key` at each step that logs it as a finite number (the last record wins when a step repeats it). */
 function series(records: ReadonlyArray<Record<string, unknown>>, key: string): Array<{ step: number; value: number }> {
@@ -132,7 +132,7 @@ function finalResults(runs: ReadonlyArray<RunInfo>, keys: Map<RunInfo, string>):
   }
   const num = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? x : null)
   return runs.flatMap((run) => {
-    if (run.config.task === "language-model") return []
+    if (run.config.task !== "classifier") return []
     const s = fromRoot(run) ?? fromSummary(run)
     if (s === undefined || num(s.testError) === null) return []
     return [

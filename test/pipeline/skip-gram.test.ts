@@ -30,7 +30,7 @@ describe("runSkipGram", () => {
     expect([...ckpt.tensors.keys()].filter((k) => k.startsWith("params/"))).toEqual(["params/embedding"])
     const embedding = ckpt.tensors.get("params/embedding")!
     expect(embedding.shape).toEqual([words.length, 16])
-    const v = embedding.dataSync()
+    const v = Array.from(embedding.dataSync() as Float32Array)
     const mean = v.reduce((a, x) => a + x, 0) / v.length
     expect(Math.sqrt(v.reduce((a, x) => a + (x - mean) ** 2, 0) / v.length)).toBeCloseTo(1 / Math.sqrt(3), 3)
     const summary = JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8"))
