@@ -10,7 +10,7 @@
  *   Eq. (6)  L_adv  = −(1/N) Σ log p(y_n | s_n + r_adv,n; θ)                                 adversarialTerm
  *   Eq. (7)  r_vadv = ε·g/‖g‖₂,   g = ∇_{s+d} KL[p(·|s; θ̂) ‖ p(·|s + d; θ̂)], d small random  virtualAdversarialPerturbation
  *   Eq. (8)  L_vadv = (1/N′) Σ KL[p(·|s_n′; θ̂) ‖ p(·|s_n′ + r_vadv,n′; θ)]                  virtualTerm
- *            r_rand = ε·u/‖u‖₂, u ~ N(0, I)  (the paper's random-perturbation controls)     randomPerturbation
+ *            r_rand = ε·u/‖u‖₂, u ~ N(0, I)  (random-perturbation controls, §5.1 Table 2)     randomPerturbation
  *
  * (Eq. 2–4 are the general input-space definitions of AT and VAT that Eq. 5–8 specialise to word embeddings.)
  *
