@@ -229,13 +229,18 @@ const labelsOf = (input: TermInput, term: string): tf.Tensor1D => {
   return input.labels
 }
 
+const noiseOf = (input: TermInput, term: string): tf.Tensor3D => {
+  if (input.noise === undefined) throw new Error(`loss term ${term} reads noise: give it a \`noise\` name`)
+  return input.noise
+}
+
 /** ℓ(s + r_rand) on the labeled batch: the paper's "random perturbation with labeled examples" control. */
 export const randomTerm: LossTerm = {
   name: "random",
   stream: "labeled",
   noise: "random-perturbation",
   prepare: (input) => ({
-    perturbation: randomPerturbation(input.noise!, input.lengths, input.size.epsilon),
+    perturbation: randomPerturbation(noiseOf(input, "random"), input.lengths, input.size.epsilon),
     loss: (logits) => classificationLosses(logits, labelsOf(input, "random"))
   })
 }
@@ -247,7 +252,7 @@ export const randomUnlabeledTerm: LossTerm = {
   noise: "kl-noise",
   prepare: (input) => {
     const q = input.cleanLogits()
-    return { perturbation: randomPerturbation(input.noise!, input.lengths, input.size.epsilon), loss: (logits) => klDivergence(q, logits) }
+    return { perturbation: randomPerturbation(noiseOf(input, "random-unlabeled"), input.lengths, input.size.epsilon), loss: (logits) => klDivergence(q, logits) }
   }
 }
 
@@ -270,7 +275,7 @@ export const virtualTerm: LossTerm = {
     const q = input.cleanLogits()
     const { epsilon, xi, powerIterations } = input.size
     const klAt = (d: tf.Tensor3D) => tf.sum(klDivergence(q, input.logits(tf.add(input.e, d) as tf.Tensor3D))) as tf.Scalar
-    const perturbation = virtualAdversarialPerturbation(input.e.shape, input.lengths, { epsilon, xi, iterations: powerIterations }, klAt, input.noise!)
+    const perturbation = virtualAdversarialPerturbation(input.e.shape, input.lengths, { epsilon, xi, iterations: powerIterations }, klAt, noiseOf(input, "virtual"))
     return { perturbation, loss: (logits) => klDivergence(q, logits) }
   }
 }

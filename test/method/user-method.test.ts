@@ -59,3 +59,8 @@ test("a user's term equal to the built-in adversarial one gives the same numbers
   expect(half.steps[5].nll).not.toBe(baseline.steps[5].nll)
   expect(half.summary["method"]).toBe("adversarial-half-epsilon")
 })
+
+test("a term that needs labels, put on the unlabeled stream, fails with a message saying so", async () => {
+  const misplaced: MethodDefinition = { name: "misplaced", terms: [{ ...userAdversarial("misplaced", 1), stream: "unlabeled" }] }
+  await expect(run("misplaced", "baseline", misplaced)).rejects.toThrow(/labeled stream/)
+})
