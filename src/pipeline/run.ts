@@ -12,7 +12,6 @@ import { Effect, Stream } from "effect"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
-import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { BackendError, ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
@@ -356,7 +355,7 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
     if (options.resume === true) yield* checkResumedConfig(config, runDir, (l) => progress.line(l))
     else writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
-    const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
+    const plan = backend.fusedLstm ? memoryPlanProblems(config) : []
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
     progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
     progress.line(`loading ${config.dataset.kind} data…`)
