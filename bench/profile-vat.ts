@@ -11,7 +11,8 @@ import { initialParams } from "../src/model/classifier.ts"
 import { createTrainState } from "../src/model/optimizer.ts"
 import { rng } from "../src/random.ts"
 import { makeBatch } from "../src/stages/batch.ts"
-import { type Method, trainStep } from "../src/stages/train.ts"
+import type { Method } from "../src/method/method.ts"
+import { trainStep } from "../src/stages/train.ts"
 
 const [method = "virtual", V = "20000", E = "512", H = "1024", B = "64", U = "512", T = "25"] = process.argv.slice(2)
 await Effect.runPromise(selectBackend("auto"))

@@ -15,7 +15,8 @@ import { makeBatch } from "../src/stages/batch.ts"
 import { LmSchedule } from "../src/stages/lm-batch.ts"
 import { lmHeadParams, lmTrainStep, zeroCarriedState, type CarriedState } from "../src/stages/pretrain.ts"
 import { UnigramSampler } from "../src/stages/sampled-softmax.ts"
-import { type Method, trainStep } from "../src/stages/train.ts"
+import type { Method } from "../src/method/method.ts"
+import { trainStep } from "../src/stages/train.ts"
 import { type ClassifierSpec, type LmSpec, SPECS, zipfCounts } from "./step-configs.ts"
 
 const [specName, kind, ...rest] = process.argv.slice(2)

@@ -26,9 +26,55 @@ export {
   type EncodedDoc,
   type StepBatches
 } from "./stages/batch.ts"
-export { classificationLoss } from "./stages/loss.ts"
-export { batchTensors, embeddingTable, prefixState, trainStep, type StepMetrics, type StepOptions, type StepResult } from "./stages/train.ts"
-export { evaluate, type Evaluation } from "./stages/evaluate.ts"
+export {
+  adversarialPerturbation,
+  adversarialTerm,
+  beforeEosMask,
+  BUILT_IN_METHODS,
+  classificationLoss,
+  classificationLosses,
+  DEFAULT_PERTURBATION,
+  gaussian,
+  klDivergence,
+  methodDefinition,
+  METHODS,
+  normalizeEmbeddings,
+  perturbedLosses,
+  randomPerturbation,
+  randomTerm,
+  randomUnlabeledTerm,
+  scaleL2,
+  usesLabeledPerturbation,
+  usesUnlabeled,
+  virtualAdversarialPerturbation,
+  virtualTerm,
+  type LossTerm,
+  type Method,
+  type MethodDefinition,
+  type PerturbationOptions,
+  type PerturbationSize,
+  type PreparedTerm,
+  type Stream,
+  type TermInput
+} from "./method/method.ts"
+export {
+  batchTensors,
+  embeddingTable,
+  prefixState,
+  stepGradients,
+  trainStep,
+  type StepGradients,
+  type StepMetrics,
+  type StepOptions,
+  type StepResult
+} from "./stages/train.ts"
+export {
+  evaluate,
+  evaluatePerturbationLosses,
+  type Evaluation,
+  type PerturbationEvaluation,
+  type PerturbationLossOptions
+} from "./stages/evaluate.ts"
 export { LmSchedule, lmEvaluationBatches, reverseIds, type LmBatch } from "./stages/lm-batch.ts"
 export { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler, type Candidates } from "./stages/sampled-softmax.ts"
 export {

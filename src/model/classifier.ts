@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { fusedLstmEngine, fusedLstmOutput, fusedLstmSequence, fusedLstmState } from "../engine/lstm-op.ts"
 import { fusedNormalizeEmbeddings } from "../engine/normalize-op.ts"
+import { normalizeEmbeddings as frequencyNormalized } from "../method/method.ts"
 import type { Rng } from "../random.ts"
 
 export interface ModelShape {
@@ -58,24 +59,10 @@ export function initialParams(shape: ModelShape, random: Rng): Record<string, tf
   }
 }
 
-/**
- * Paper Eq. (1): v̄_k = (v_k − E(v)) / sqrt(Var(v)), E and Var weighted by unigram frequency f, per dimension, with
- * ε = 1e-6 inside the root. Recomputed from the raw matrix at every forward pass, so gradients reach every row.
- */
+/** Paper Eq. (1) (src/method/method.ts), computed by the CPU engine's fused op when it is on (same result). */
 export function normalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
-  // The CPU engine computes the same in one op (src/engine/normalize-op.ts); this tfjs form is its reference.
   if (fusedLstmEngine() !== undefined) return fusedNormalizeEmbeddings(embedding, frequencies)
-  return referenceNormalizeEmbeddings(embedding, frequencies)
-}
-
-export function referenceNormalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
-  return tf.tidy(() => {
-    const f = tf.reshape(frequencies, [-1, 1])
-    const mean = tf.sum(tf.mul(f, embedding), 0, true)
-    const centered = tf.sub(embedding, mean)
-    const variance = tf.sum(tf.mul(f, tf.square(centered)), 0, true)
-    return tf.div(centered, tf.sqrt(tf.add(variance, 1e-6))) as tf.Tensor2D
-  })
+  return frequencyNormalized(embedding, frequencies)
 }
 
 /**

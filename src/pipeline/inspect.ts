@@ -13,7 +13,7 @@ import { EMBEDDING } from "../model/classifier.ts"
 import { type Neighbor, nearestNeighbors } from "../model/neighbors.ts"
 import { withTable } from "../stages/evaluate.ts"
 import { tokenize } from "../stages/tokenize.ts"
-import { METHODS } from "../stages/train.ts"
+import { METHODS } from "../method/method.ts"
 import { EOS, Vocabulary } from "../stages/vocabulary.ts"
 import { type Config, resolveConfig } from "./config.ts"
 

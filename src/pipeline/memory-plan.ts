@@ -5,7 +5,7 @@
  */
 import { lstmWorkspaceFloats } from "../engine/fused-lstm.ts"
 import { WASM_MEMORY_LIMIT, workspaceBytes } from "../engine/gates.ts"
-import { usesUnlabeled } from "../stages/train.ts"
+import { usesUnlabeled } from "../method/method.ts"
 import { BackendError } from "../errors.ts"
 import type { Config } from "./config.ts"
 

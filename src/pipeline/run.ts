@@ -12,7 +12,6 @@ import { Effect, Stream } from "effect"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { selectBackend } from "../engine/backend.ts"
-import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { BackendError, ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
@@ -20,7 +19,8 @@ import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainSt
 import { rng } from "../random.ts"
 import { type Batch, evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
 import { type Evaluation, type EvaluationSteps, evaluationSteps, meanFeature, perturbationLossSteps } from "../stages/evaluate.ts"
-import { type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
+import { methodDefinition, type MethodDefinition, usesUnlabeled } from "../method/method.ts"
+import { type StepOptions, trainStep } from "../stages/train.ts"
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
@@ -66,6 +66,8 @@ export interface RunOptions {
   readonly stop?: StopSignal
   /** Called after every successful step (tests use it to simulate Ctrl-C). */
   readonly onStep?: (metrics: { readonly step: number }) => void
+  /** A user-defined method (its loss terms), in place of the config's built-in `method`. */
+  readonly method?: MethodDefinition
 }
 
 export interface RunSummary {
@@ -353,7 +355,7 @@ export const startRun = (config: Config, options: RunOptions, headline: string) 
     if (options.resume === true) yield* checkResumedConfig(config, runDir, (l) => progress.line(l))
     else writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
-    const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
+    const plan = backend.fusedLstm ? memoryPlanProblems(config) : []
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
     progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
     progress.line(`loading ${config.dataset.kind} data…`)
@@ -385,7 +387,9 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       const resume = options.resume === true
       const stop = options.stop ?? { requested: false }
       const started = performance.now()
-      const { backend, data, frequencies } = yield* startRun(config, options, `method ${config.method}`)
+      const method = options.method ?? config.method
+      const methodName = methodDefinition(method).name
+      const { backend, data, frequencies } = yield* startRun(config, options, `method ${methodName}`)
       const skipped = Object.entries(data.skipped).map(([k, v]) => `${k} ${v}`).join(", ")
       progress.line(
         `data: ${data.train.length} train, ${data.validation.length} validation, ${data.test.length} test, ` +
@@ -400,7 +404,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
         embeddingKeepProb: config.model.embeddingKeepProb,
         normalizeEmbeddings: config.model.normalizeEmbeddings,
         optimizer: optimizerConfig(config),
-        method: config.method,
+        method,
         perturbation: config.perturbation
       }
       const bidirectional = config.model.bidirectional
@@ -438,7 +442,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
                 vocabulary: data.vocabulary.words,
                 counts: data.vocabulary.counts,
                 classes: data.classes,
-                method: config.method,
+                method: methodName,
                 seed: config.seed,
                 wallSeconds: wallSeconds()
               },
@@ -470,8 +474,8 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       // A stop during the validation of the checkpoint's step left it out of the log: run it now, as the
       // uninterrupted run did.
       if (resume && validationDue(startStep) && !validationLogged(runDir, startStep)) yield* validate(startStep)
-      if (usesUnlabeled(config.method) && data.unlabeled.length === 0) {
-        progress.line(`note: method ${config.method} has no unlabeled data configured; its KL term uses the labeled training documents only`)
+      if (usesUnlabeled(method) && data.unlabeled.length === 0) {
+        progress.line(`note: method ${methodName} has no unlabeled data configured; its KL term uses the labeled training documents only`)
       }
       const vatDocs = [...data.train.map((d) => ({ ids: d.ids, label: -1 })), ...data.unlabeled]
       const stream = stepBatches(
@@ -539,7 +543,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       }
       const summary: RunSummary = {
         name: config.name,
-        method: config.method,
+        method: methodName,
         seed: config.seed,
         steps: state.step,
         backend: backend.name,

@@ -5,8 +5,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { embed, features, head, predict, type Params } from "../model/classifier.ts"
 import type { Batch } from "./batch.ts"
 import { rng } from "../random.ts"
-import { classificationLoss, klDivergence } from "./loss.ts"
-import { adversarialPerturbation, gaussian, virtualAdversarialPerturbation } from "./perturbation.ts"
+import { adversarialTerm, classificationLoss, gaussian, type LossTerm, perturbedLosses, type TermInput, virtualTerm } from "../method/method.ts"
 import { batchTensors, embeddingTable, prefixState } from "./train.ts"
 
 export interface Evaluation {
@@ -156,28 +155,36 @@ export function* perturbationLossSteps(
   yield* withTableSteps(params, frequencies, options.normalizeEmbeddings, function* (table) {
     for (const [index, batch] of batches.entries()) {
       tf.tidy(() => {
-        const tensors = batchTensors(batch)
-        const initial = prefixState(params, table, batch, undefined)
-        const e = embed(table, tensors.ids, undefined)
-        // Only ∂/∂(window) is ever taken here, so the fused LSTM may skip its weight gradients.
-        const logits = (x: tf.Tensor3D) => head(params, features(params, x, batch.lengths, initial, "inputs")).logits
-        const g = tf.grad((x: tf.Tensor) => classificationLoss(logits(x as tf.Tensor3D), tensors.labels))(e) as tf.Tensor3D
-        adversarial += classificationLoss(logits(tf.add(e, adversarialPerturbation(g, options.epsilon)) as tf.Tensor3D), tensors.labels).dataSync()[0] * batch.size
-        const q = head(params, features(params, e, batch.lengths, initial, "none")).logits
-        const noise = gaussian(e.shape, rng(options.seed, "evaluation-noise", index)) as tf.Tensor3D
-        const r = virtualAdversarialPerturbation(
-          e.shape,
-          batch.lengths,
-          { epsilon: options.epsilon, xi: options.xi, iterations: options.powerIterations },
-          (d) => tf.sum(klDivergence(q, logits(tf.add(e, d) as tf.Tensor3D))) as tf.Scalar,
-          noise
-        )
-        virtual += tf.sum(klDivergence(q, logits(tf.add(e, r) as tf.Tensor3D))).dataSync()[0]
+        const inputFor = evaluationTermInput(params, table, batch, options, index)
+        // The training step's own terms (src/method/method.ts), summed over the batch's documents.
+        adversarial += tf.sum(perturbedLosses(adversarialTerm, inputFor(adversarialTerm))).dataSync()[0]
+        virtual += tf.sum(perturbedLosses(virtualTerm, inputFor(virtualTerm))).dataSync()[0]
         examples += batch.size
-        tensors.dispose()
       })
       yield index + 1
     }
   })
   return { adversarialLoss: examples === 0 ? 0 : adversarial / examples, virtualAdversarialLoss: examples === 0 ? 0 : virtual / examples }
+}
+
+/**
+ * What a loss term sees of an evaluation batch: the given weights, no dropout, a term's noise seeded per batch (so
+ * repeated evaluations are comparable). Tensors belong to the caller's tidy scope.
+ */
+function evaluationTermInput(params: Params, table: tf.Tensor2D, batch: Batch, options: PerturbationLossOptions, index: number): (term: LossTerm) => TermInput {
+  const { ids, labels } = batchTensors(batch)
+  const initial = prefixState(params, table, batch, undefined)
+  const e = embed(table, ids, undefined)
+  // Only ∂/∂(window) is ever taken here, so the fused LSTM may skip its weight gradients.
+  const logits = (x: tf.Tensor3D) => head(params, features(params, x, batch.lengths, initial, "inputs")).logits
+  return (term) => ({
+    e,
+    lengths: batch.lengths,
+    labels,
+    noise: term.noise === undefined ? undefined : (gaussian(e.shape, rng(options.seed, "evaluation-noise", index)) as tf.Tensor3D),
+    size: options,
+    logits,
+    cleanLogits: () => head(params, features(params, e, batch.lengths, initial, "none")).logits,
+    lossGradient: () => tf.grad((x: tf.Tensor) => classificationLoss(logits(x as tf.Tensor3D), labels))(e) as tf.Tensor3D
+  })
 }

@@ -1,21 +1,30 @@
 /**
- * The training step: tensors for the zipped labeled/unlabeled batches, the clean forward, the method's perturbed
- * passes, the loss gradient, clipping, Adam and EMA. Every tensor a step creates is released before it returns.
+ * The training step: tensors for the zipped labeled/unlabeled batches, the clean forward, the method's loss terms
+ * (src/method/method.ts), the loss gradient, clipping, Adam and EMA. Every tensor a step creates is released before it
+ * returns.
  *
- * Total loss (paper Eq. 6 and 8; spec A3.6):  L = ℓ(e_l) + λ · Σ_terms
- *   random             ℓ(e_l + r_rand)                  labeled stream
- *   random-unlabeled   KL(p(e_u) ‖ p(e_u + r_rand))     unlabeled stream (labeled-train + unlabeled, labels ignored)
- *   adversarial        ℓ(e_l + r_adv)                   labeled stream
- *   virtual            KL(p(e_u) ‖ p(e_u + r_vadv))     unlabeled stream
- *   adversarial+virtual  both, one shared ε
+ *   L = ℓ(s_l) + λ · Σ_{terms of the method} mean over the term's stream of term.loss(s + r)
  *
- * The gradient is assembled explicitly: each term gives ∂/∂(LSTM and head weights) and ∂/∂e of its input window in
- * one forward/backward pass; the clean term's ∂ℓ/∂e is exactly the adversarial direction g (a constant, so no gradient
- * flows through the perturbation's construction); the per-stream ∂/∂e are then pulled back through the embedding
+ * The gradient is assembled explicitly: each term gives ∂/∂(LSTM and head weights) and ∂/∂s of its input window in
+ * one forward/backward pass; the clean term's ∂ℓ/∂s is exactly the adversarial direction g (a constant, so no gradient
+ * flows through the perturbation's construction); the per-stream ∂/∂s are then pulled back through the embedding
  * lookup and Eq. (1) normalization in one cheap pass. This costs what the reference graph costs (no extra forward).
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { tidy } from "../engine/tidy.ts"
+import {
+  DEFAULT_PERTURBATION,
+  gaussian,
+  methodDefinition,
+  type LossTerm,
+  type Method,
+  type MethodDefinition,
+  type PerturbationOptions,
+  type PerturbationSize,
+  type Stream,
+  type TermInput,
+  classificationLoss
+} from "../method/method.ts"
 import {
   EMBEDDING,
   FEATURE_MEAN,
@@ -32,37 +41,16 @@ import {
 import { clipAndApply, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { type Batch, rowsOf, sliceBatch, type StepBatches } from "./batch.ts"
-import { classificationLoss, klDivergence } from "./loss.ts"
-import { adversarialPerturbation, gaussian, randomPerturbation, virtualAdversarialPerturbation } from "./perturbation.ts"
-
-export const METHODS = ["baseline", "random", "random-unlabeled", "adversarial", "virtual", "adversarial+virtual"] as const
-export type Method = (typeof METHODS)[number]
-
-export interface PerturbationOptions {
-  /** ε: the L2 norm of every perturbation, per example over the window (paper: 5.0 with LM pretraining). */
-  readonly epsilon: number
-  /** ξ: the norm of the VAT power-iteration probe (reference: 0.1). */
-  readonly xi: number
-  readonly powerIterations: number
-  /** λ: weight of the perturbation terms (paper: 1). */
-  readonly lambda: number
-  /** Unlabeled examples per micro-batch for the KL terms (0: the whole batch at once). */
-  readonly vatMicroBatch: number
-}
-
-export const DEFAULT_PERTURBATION: PerturbationOptions = { epsilon: 5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0 }
 
 export interface StepOptions {
   readonly seed: number
   readonly embeddingKeepProb: number
   readonly normalizeEmbeddings: boolean
   readonly optimizer: OptimizerConfig
-  readonly method?: Method
+  /** A built-in method's name or a user's term list (default: baseline). */
+  readonly method?: Method | MethodDefinition
   readonly perturbation?: PerturbationOptions
 }
-
-export const usesLabeledPerturbation = (m: Method) => m === "random" || m === "adversarial" || m === "adversarial+virtual"
-export const usesUnlabeled = (m: Method) => m === "random-unlabeled" || m === "virtual" || m === "adversarial+virtual"
 
 /** The embedding table the model looks words up in: Eq. (1) normalized, or raw. */
 export function embeddingTable(params: Params, frequencies: tf.Tensor1D, normalize: boolean): tf.Tensor2D {
@@ -134,9 +122,9 @@ export interface StepMetrics {
   /** Total loss: nll + λ·(perturbation terms). */
   readonly loss: number
   readonly nll: number
-  /** ℓ(e + r_adv) or ℓ(e + r_rand) on the labeled batch, when the method has it. */
+  /** The labeled stream's terms (built-in: ℓ(s + r_adv) or ℓ(s + r_rand)), when the method has any. */
   readonly perturbedLoss?: number
-  /** KL term on the unlabeled batch (VAT or random-unlabeled), when the method has it. */
+  /** The unlabeled stream's terms (built-in: the KL of VAT or random-unlabeled), when the method has any. */
   readonly virtualLoss?: number
   readonly gradNorm: number
   readonly learningRate: number
@@ -187,28 +175,65 @@ function embedStream(params: Params, table: tf.Tensor2D, batch: Batch, keepProb:
 const logitsOf = (params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }, gradients: LstmGradients = "all") =>
   head(params, features(params, e, s.batch.lengths, s.initial, gradients)).logits
 
+/** What a term sees of the (micro-)batch `s` at the current weights (src/method/method.ts `TermInput`). */
+function termInput(params: Params, s: EmbeddedStream, size: PerturbationSize, noise: tf.Tensor3D | undefined, clean: LabeledClean | undefined): TermInput {
+  return {
+    e: s.e,
+    lengths: s.batch.lengths,
+    labels: clean?.labels,
+    noise,
+    size,
+    logits: (x) => logitsOf(params, x, s, "inputs"),
+    cleanLogits: () => logitsOf(params, s.e, s, "none"),
+    lossGradient: () => {
+      if (clean === undefined) throw new Error("∇_s ℓ needs labels: it exists on the labeled stream only")
+      return clean.lossGradient
+    }
+  }
+}
+
+/** The labeled stream's labels and ∂ℓ/∂s of its clean loss (the adversarial direction, already computed). */
+interface LabeledClean {
+  readonly labels: tf.Tensor1D
+  readonly lossGradient: tf.Tensor3D
+}
+
 /**
- * The KL term on the unlabeled stream for one (micro-)batch: q = p(·|e_u) held constant, r = r_vadv (power iteration)
- * or r_rand, value = mean KL(q ‖ p(·|e_u + r)) scaled by `weight` (micro-batch share). Gradients as `termGradients`.
+ * One term over its stream: its perturbation, then one forward/backward pass of the mean loss at s + r per
+ * (micro-)batch, each weighted by its share of the stream (micro-batches only on the unlabeled stream). Adds
+ * λ·∂/∂weights into `grads`; returns the term's value and λ·∂/∂s of the stream's window.
  */
-function klTermGradients(
+function termOnStream(
   params: Params,
-  s: EmbeddedStream,
-  noise: tf.Tensor3D,
-  method: "virtual" | "random-unlabeled",
+  term: LossTerm,
+  stream: EmbeddedStream,
+  noise: tf.Tensor3D | undefined,
+  clean: LabeledClean | undefined,
   p: PerturbationOptions,
-  weight: number
-): TermGradients {
-  return tidy(() => {
-    const q = head(params, features(params, s.e, s.batch.lengths, s.initial, "none")).logits
-    const r =
-      method === "virtual"
-        ? virtualAdversarialPerturbation(s.e.shape, s.batch.lengths, { epsilon: p.epsilon, xi: p.xi, iterations: p.powerIterations }, (d) =>
-            // Σ over examples (not the mean): each example's direction is then independent of the micro-batch size.
-            tf.sum(klDivergence(q, logitsOf(params, tf.add(s.e, d) as tf.Tensor3D, s, "inputs"))) as tf.Scalar, noise)
-        : randomPerturbation(noise, s.batch.lengths, p.epsilon)
-    return termGradients(params, tf.add(s.e, r) as tf.Tensor3D, (e, ps) => tf.mul(weight, tf.mean(klDivergence(q, logitsOf(ps, e, s)))) as tf.Scalar)
-  })
+  grads: Record<string, tf.Tensor>
+): { readonly value: number; readonly dInput: tf.Tensor3D } {
+  const size = stream.batch.size
+  const chunk = term.stream === "unlabeled" && p.vatMicroBatch > 0 ? p.vatMicroBatch : size
+  const rows = stream.batch.directions
+  const dChunks: Array<tf.Tensor3D> = []
+  let value = 0
+  for (let start = 0; start < size; start += chunk) {
+    const end = Math.min(size, start + chunk)
+    const part = sliceStream(stream, start, end)
+    const partNoise = noise === undefined || part === stream ? noise : tf.slice(noise, [start * rows, 0, 0], [(end - start) * rows, -1, -1])
+    const weight = (end - start) / size
+    const g = tidy(() => {
+      const { perturbation, loss } = term.prepare(termInput(params, part, p, partNoise, clean))
+      return termGradients(params, tf.add(part.e, perturbation) as tf.Tensor3D, (e, ps) => {
+        const mean = tf.mean(loss(logitsOf(ps, e, part))) as tf.Scalar
+        return weight === 1 ? mean : tf.mul(weight, mean)
+      })
+    })
+    accumulate(grads, g.dParams, p.lambda)
+    dChunks.push(tf.mul(g.dInput, p.lambda))
+    value += g.value
+  }
+  return { value, dInput: dChunks.length === 1 ? dChunks[0] : (tf.concat(dChunks, 0) as tf.Tensor3D) }
 }
 
 /** Sum gradient records into `into` (scaled by `scale`). */
@@ -224,7 +249,9 @@ export interface StepGradients {
   readonly grads: Record<string, tf.Tensor>
   readonly loss: number
   readonly nll: number
+  /** Σ of the labeled stream's terms, when the method has any. */
   readonly perturbedLoss: number | undefined
+  /** Σ of the unlabeled stream's terms, when the method has any. */
   readonly virtualLoss: number | undefined
   readonly deadUnits: number
 }
@@ -235,16 +262,15 @@ export interface StepGradients {
  */
 export function stepGradients(state: TrainState, batches: StepBatches, frequencies: tf.Tensor1D, options: StepOptions): StepGradients {
   const step = state.step
-  const method = options.method ?? "baseline"
+  const method = methodDefinition(options.method ?? "baseline")
   const p = options.perturbation ?? DEFAULT_PERTURBATION
-  const random = rng(options.seed, "step", step)
   const params = state.params as Params
   const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
-  const labeled = embedStream(params, table, batches.labeled, options.embeddingKeepProb, random)
+  const labeled = embedStream(params, table, batches.labeled, options.embeddingKeepProb, rng(options.seed, "step", step))
   const labels = tf.tensor1d(batches.labeled.labels, "int32")
   const grads: Record<string, tf.Tensor> = {}
 
-  // Clean NLL; its ∂ℓ/∂e is the adversarial direction g.
+  // Clean NLL; its ∂ℓ/∂s is the adversarial direction g.
   let hidden: tf.Tensor2D | undefined
   const clean = termGradients(params, labeled.e, (e, ps) => {
     const out = head(ps, features(ps, e, labeled.batch.lengths, labeled.initial))
@@ -252,50 +278,28 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
     return classificationLoss(out.logits, labels)
   })
   accumulate(grads, clean.dParams)
-  let dLabeled: tf.Tensor3D = clean.dInput
   let total = clean.value
-  let perturbedLoss: number | undefined
-  let virtualLoss: number | undefined
 
-  if (usesLabeledPerturbation(method)) {
-    const r =
-      method === "random"
-        ? randomPerturbation(gaussian(labeled.e.shape, rng(options.seed, "random-perturbation", step)) as tf.Tensor3D, labeled.batch.lengths, p.epsilon)
-        : adversarialPerturbation(clean.dInput, p.epsilon)
-    const term = termGradients(params, tf.add(labeled.e, r) as tf.Tensor3D, (e, ps) =>
-      classificationLoss(head(ps, features(ps, e, labeled.batch.lengths, labeled.initial)).logits, labels)
-    )
-    accumulate(grads, term.dParams, p.lambda)
-    dLabeled = tf.add(dLabeled, tf.mul(term.dInput, p.lambda))
-    perturbedLoss = term.value
-    total += p.lambda * term.value
+  // The method's terms, each on its stream; the unlabeled stream is embedded when a term first reads it.
+  const dInput: Partial<Record<Stream, tf.Tensor3D>> = { labeled: clean.dInput }
+  const streamLoss: Partial<Record<Stream, number>> = {}
+  let unlabeled: EmbeddedStream | undefined
+  for (const term of method.terms) {
+    const stream =
+      term.stream === "labeled"
+        ? labeled
+        : (unlabeled ??= embedStream(params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step)))
+    const noise = term.noise === undefined ? undefined : (gaussian(stream.e.shape, rng(options.seed, term.noise, step)) as tf.Tensor3D)
+    const withLabels = term.stream === "labeled" ? { labels, lossGradient: clean.dInput } : undefined
+    const t = termOnStream(params, term, stream, noise, withLabels, p, grads)
+    const d = dInput[term.stream]
+    dInput[term.stream] = d === undefined ? t.dInput : (tf.add(d, t.dInput) as tf.Tensor3D)
+    streamLoss[term.stream] = (streamLoss[term.stream] ?? 0) + t.value
+    total += p.lambda * t.value
   }
 
-  let unlabeled: { stream: EmbeddedStream; dInput: tf.Tensor3D } | undefined
-  if (usesUnlabeled(method)) {
-    const stream = embedStream(params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step))
-    const noise = gaussian(stream.e.shape, rng(options.seed, "kl-noise", step)) as tf.Tensor3D
-    const U = stream.batch.size
-    const chunk = p.vatMicroBatch > 0 ? p.vatMicroBatch : U
-    const dChunks: Array<tf.Tensor3D> = []
-    let value = 0
-    for (let start = 0; start < U; start += chunk) {
-      const end = Math.min(U, start + chunk)
-      const part = sliceStream(stream, start, end)
-      const kind = method === "random-unlabeled" ? "random-unlabeled" : "virtual"
-      const rows = stream.batch.directions
-      const term = klTermGradients(params, part, tf.slice(noise, [start * rows, 0, 0], [(end - start) * rows, -1, -1]), kind, p, (end - start) / U)
-      accumulate(grads, term.dParams, p.lambda)
-      dChunks.push(tf.mul(term.dInput, p.lambda))
-      value += term.value
-    }
-    unlabeled = { stream, dInput: dChunks.length === 1 ? dChunks[0] : (tf.concat(dChunks, 0) as tf.Tensor3D) }
-    virtualLoss = value
-    total += p.lambda * value
-  }
-
-  // Pull ∂/∂e of every stream back through the lookup and the Eq. (1) normalization: the embedding gradient.
-  const pulled = [{ s: labeled, d: dLabeled }, ...(unlabeled ? [{ s: unlabeled.stream, d: unlabeled.dInput }] : [])]
+  // Pull ∂/∂s of every stream back through the lookup and the Eq. (1) normalization: the embedding gradient.
+  const pulled = [{ s: labeled, d: dInput.labeled! }, ...(unlabeled ? [{ s: unlabeled, d: dInput.unlabeled! }] : [])]
   grads[EMBEDDING] = tf.grad((raw: tf.Tensor) => {
     const t = embeddingTable({ ...params, [EMBEDDING]: raw }, frequencies, options.normalizeEmbeddings)
     return tf.addN(pulled.map(({ s, d }) => tf.sum(tf.mul(embed(t, s.ids, s.dropout), d)))) as tf.Scalar
@@ -303,7 +307,7 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
 
   const deadUnits = hidden === undefined ? 0 : tf.sum(tf.cast(tf.equal(tf.max(hidden, 0), 0), "int32")).dataSync()[0]
   hidden?.dispose()
-  return { grads, loss: total, nll: clean.value, perturbedLoss, virtualLoss, deadUnits }
+  return { grads, loss: total, nll: clean.value, perturbedLoss: streamLoss.labeled, virtualLoss: streamLoss.unlabeled, deadUnits }
 }
 
 /** One optimizer step. A non-finite loss leaves the weights untouched and reports failure. */

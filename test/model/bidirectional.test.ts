@@ -13,9 +13,17 @@ import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainSt
 import { rng } from "../../src/random.ts"
 import { makeBatch, rowsOf, sliceBatch, type Batch, type EncodedDoc, type StepBatches } from "../../src/stages/batch.ts"
 import { reverseIds } from "../../src/stages/lm-batch.ts"
-import { classificationLoss, klDivergence } from "../../src/stages/loss.ts"
-import { adversarialPerturbation, gaussian, randomPerturbation, virtualAdversarialPerturbation } from "../../src/stages/perturbation.ts"
-import { DEFAULT_PERTURBATION, embeddingTable, prefixState, trainStep, type Method, type StepOptions } from "../../src/stages/train.ts"
+import {
+  adversarialPerturbation,
+  classificationLoss,
+  DEFAULT_PERTURBATION,
+  gaussian,
+  klDivergence,
+  randomPerturbation,
+  virtualAdversarialPerturbation,
+  type Method
+} from "../../src/method/method.ts"
+import { embeddingTable, prefixState, trainStep, type StepOptions } from "../../src/stages/train.ts"
 import { expectClose, initBackend, useBackend, values, withRandomBiases } from "../helpers.ts"
 
 useBackend("cpu")

@@ -18,7 +18,7 @@ import {
 } from "../../src/model/classifier.ts"
 import { rng } from "../../src/random.ts"
 import { makeBatch, type Batch, type EncodedDoc } from "../../src/stages/batch.ts"
-import { classificationLoss } from "../../src/stages/loss.ts"
+import { classificationLoss } from "../../src/method/method.ts"
 import { batchTensors, embeddingTable, prefixState } from "../../src/stages/train.ts"
 import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"

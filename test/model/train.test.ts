@@ -11,16 +11,8 @@ import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainSt
 import { rng } from "../../src/random.ts"
 import { evaluationBatches, makeBatch, type EncodedDoc, type StepBatches } from "../../src/stages/batch.ts"
 import { evaluate, meanFeature } from "../../src/stages/evaluate.ts"
-import {
-  DEFAULT_PERTURBATION,
-  embeddingTable,
-  METHODS,
-  trainStep,
-  usesLabeledPerturbation,
-  usesUnlabeled,
-  type Method,
-  type StepOptions
-} from "../../src/stages/train.ts"
+import { DEFAULT_PERTURBATION, METHODS, usesLabeledPerturbation, usesUnlabeled, type Method } from "../../src/method/method.ts"
+import { embeddingTable, trainStep, type StepOptions } from "../../src/stages/train.ts"
 import { initBackend, maxAbsDiff, values } from "../helpers.ts"
 
 const V = 12

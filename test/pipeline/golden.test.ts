@@ -14,7 +14,7 @@ import { deepMerge, type ConfigInput } from "../../src/pipeline/config.ts"
 import { runPretraining } from "../../src/pipeline/pretrain.ts"
 import { silentProgress } from "../../src/pipeline/progress.ts"
 import { runPipeline } from "../../src/pipeline/run.ts"
-import { METHODS } from "../../src/stages/train.ts"
+import { METHODS } from "../../src/method/method.ts"
 import { metricLines, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 const GOLDEN = resolve(import.meta.dir, "../golden")

@@ -10,9 +10,17 @@ import { head, initialParams, lstm, type Params } from "../../src/model/classifi
 import { createTrainState, disposeTrainState } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { makeBatch } from "../../src/stages/batch.ts"
-import { classificationLoss, klDivergence } from "../../src/stages/loss.ts"
-import { adversarialPerturbation, beforeEosMask, gaussian, scaleL2, virtualAdversarialPerturbation } from "../../src/stages/perturbation.ts"
-import { type Method, type StepOptions, stepGradients, trainStep } from "../../src/stages/train.ts"
+import {
+  adversarialPerturbation,
+  beforeEosMask,
+  classificationLoss,
+  gaussian,
+  klDivergence,
+  scaleL2,
+  virtualAdversarialPerturbation,
+  type Method
+} from "../../src/method/method.ts"
+import { type StepOptions, stepGradients, trainStep } from "../../src/stages/train.ts"
 import { tidy } from "../../src/engine/tidy.ts"
 
 beforeAll(async () => {
