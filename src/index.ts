@@ -50,6 +50,7 @@ export {
   createTrainState,
   disposeTrainState,
   learningRateAt,
+  OPTIMIZER_DEFAULTS,
   type OptimizerConfig,
   type TrainState
 } from "./model/optimizer.ts"

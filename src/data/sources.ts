@@ -190,7 +190,8 @@ export const imdbUnlabeled = (
 // ---------------------------------------------------------------------------------------------------------------
 // Custom files
 
-export type CustomFormat = "jsonl" | "csv" | "tsv"
+export const CUSTOM_FORMATS = ["jsonl", "csv", "tsv"] as const
+export type CustomFormat = (typeof CUSTOM_FORMATS)[number]
 
 export interface CustomSpec {
   readonly train: string

@@ -29,6 +29,13 @@ export interface PreparedData {
   readonly skipped: Readonly<Record<string, number>>
 }
 
+/** `dataset.kind`: the published datasets this module loads, or the user's own files. */
+export const DATASET_KINDS = ["rt", "imdb", "custom"] as const
+/** `unlabeled.source`: IMDB's sentences (train + unsup, the RT setting), IMDB's unsup reviews, or the user's file. */
+export const UNLABELED_SOURCES = ["none", "imdb-sentences", "imdb-unsup", "custom"] as const
+/** `data.validationSplit`: a seeded random slice, or the IMDB first author's id-based slice (spec A1.2). */
+export const VALIDATION_SPLITS = ["random", "imdb-author"] as const
+
 /** The labeled corpus and the unlabeled source named by the config. */
 export const loadSources = (
   config: Config,
