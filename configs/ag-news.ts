@@ -10,14 +10,10 @@
  * sha256: the download is reported unverified with its checksum; pin it with a SHA256SUMS line next to the file).
  */
 import { defineConfig } from "../src/pipeline/config.ts"
+import dbpedia from "./dbpedia.ts"
 
 export default defineConfig({
+  ...dbpedia,
   name: "ag-news",
-  method: "baseline",
-  seed: 0,
-  dataset: { kind: "ag-news" },
-  data: { lowercase: true, window: 400 },
-  unlabeled: { source: "none" },
-  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 128, embeddingKeepProb: 0.5, normalizeEmbeddings: true },
-  train: { steps: 20_000, batchSize: 128, unlabeledBatchSize: 128, learningRate: 5e-4, learningRateDecay: 0.9998, evalBatchSize: 128 }
+  dataset: { kind: "ag-news" }
 })

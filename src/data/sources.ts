@@ -299,29 +299,16 @@ const pairedSplits = (
 
 /**
  * Elec (Amazon electronics reviews, 2 classes): Johnson & Zhang's elec2 release, the one without duplicates the paper
- * used (24,792 train, 24,897 test): elec/elec-25k-train.{txt,cat} and elec/elec-test.{txt,cat}, labels "1" and "2".
- * The raw text (.txt) is read when present, else the release's tokenized text (.txt.tok); the tokenizer does the rest.
+ * used (24,792 train, 24,897 test): elec/elec-25k-train.{txt.tok,cat} and elec/elec-test.{txt.tok,cat}, labels "1"
+ * and "2". The tokenized text is read, as for RCV1 (the tokenizer then treats its punctuation tokens as spaces).
  */
 export const loadElec = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> =>
   withArchive(loc, ELEC_ARCHIVE, async (h) => {
-    const stems = { train: "elec/elec-25k-train", test: "elec/elec-test" }
-    const labels = Object.values(stems).map((s) => `${s}.cat`)
-    const texts = Object.values(stems).flatMap((s) => [`${s}.txt`, `${s}.txt.tok`])
-    const found = await readRequired(h, ELEC_ARCHIVE, labels, texts)
-    const textOf = (stem: string) => {
-      const member = [`${stem}.txt`, `${stem}.txt.tok`].find((m) => found.has(m))
-      if (member === undefined) {
-        throw new CorruptArchive({
-          message: `${describe(h, ELEC_ARCHIVE)} lacks ${stem}.txt (and ${stem}.txt.tok); expected the layout of ` +
-            `${ELEC_ARCHIVE.fileName}. Replace it with the original archive from ${ELEC_ARCHIVE.canonicalUrl}.`,
-        })
-      }
-      return member
-    }
     const splits = {
-      train: { text: textOf(stems.train), labels: `${stems.train}.cat` },
-      test: { text: textOf(stems.test), labels: `${stems.test}.cat` },
+      train: { text: "elec/elec-25k-train.txt.tok", labels: "elec/elec-25k-train.cat" },
+      test: { text: "elec/elec-test.txt.tok", labels: "elec/elec-test.cat" },
     }
+    const found = await readRequired(h, ELEC_ARCHIVE, Object.values(splits).flatMap((s) => [s.text, s.labels]))
     return { name: "elec", ...pairedSplits(h, ELEC_ARCHIVE, found, splits, undefined) }
   })
 

@@ -209,6 +209,7 @@ export function resolveConfig(input: unknown, overrides: ReadonlyArray<string> =
   if (!isPlainObject(input)) {
     throw new ConfigError({ message: `${source}: expected an object (export default defineConfig({...})), got ${typeof input}.` })
   }
+  // Defaults first (the schema would add them too), so that the cross-field rules see every field.
   const merged = applyOverrides(deepMerge(DEFAULTS, input), overrides)
   // JSON and TS both turn 1e400 into Infinity, which the schema's ranges accept and config.json would store as null.
   const nonFinite = [...configLeaves(merged)]

@@ -90,7 +90,7 @@ describe("DBpedia and AG News (Zhang et al. 2015 CSV layout)", () => {
 })
 
 describe("Elec (Johnson & Zhang's elec2 layout)", () => {
-  test("text and .cat label files pair line by line; the raw .txt is preferred, .txt.tok is the fallback", async () => {
+  test("tokenized text and .cat label files pair line by line; empty documents keep their place", async () => {
     const dir = archiveOf("elec2.tar.gz", "elec", {
       "elec-25k-train.txt": "Great sound, works well.\nBroke after a week!\nLove it\n",
       "elec-25k-train.txt.tok": "Great sound , works well .\nBroke after a week !\nLove it\n",
@@ -102,8 +102,8 @@ describe("Elec (Johnson & Zhang's elec2 layout)", () => {
     expect(c.name).toBe("elec")
     expect(c.classes).toEqual(["1", "2"])
     expect(c.train).toEqual([
-      { text: "Great sound, works well.", label: 1 },
-      { text: "Broke after a week!", label: 0 },
+      { text: "Great sound , works well .", label: 1 },
+      { text: "Broke after a week !", label: 0 },
       { text: "Love it", label: 1 }
     ])
     expect(c.test).toEqual([
@@ -115,14 +115,14 @@ describe("Elec (Johnson & Zhang's elec2 layout)", () => {
 
   test("a label file of another length is an InvalidDataset naming both files", async () => {
     const dir = archiveOf("elec2.tar.gz", "elec", {
-      "elec-25k-train.txt": "a\nb\n",
+      "elec-25k-train.txt.tok": "a\nb\n",
       "elec-25k-train.cat": "1\n2\n1\n",
-      "elec-test.txt": "c\n",
+      "elec-test.txt.tok": "c\n",
       "elec-test.cat": "2\n"
     })
     const e = await failure(loadElec(noDownload(dir)))
     expect(e._tag).toBe("InvalidDataset")
-    expect(e.message).toContain("elec/elec-25k-train.txt")
+    expect(e.message).toContain("elec/elec-25k-train.txt.tok")
     expect(e.message).toContain("elec/elec-25k-train.cat")
     expect(e.message).toContain("2 lines")
   })
@@ -218,7 +218,7 @@ describe("dataset.kind dispatch", () => {
     const dir = archiveOf("dbpedia_csv.tar.gz", "dbpedia_csv", DBPEDIA)
     const { corpus } = await Effect.runPromise(loadSources(resolveConfig({ dataset: { kind: "dbpedia" } }), noDownload(dir)))
     expect(corpus.name).toBe("dbpedia")
-    const elecDir = archiveOf("elec2.tar.gz", "elec", { "elec-25k-train.txt": "a\nb\n", "elec-25k-train.cat": "1\n2\n", "elec-test.txt": "c\n", "elec-test.cat": "2\n" })
+    const elecDir = archiveOf("elec2.tar.gz", "elec", { "elec-25k-train.txt.tok": "a\nb\n", "elec-25k-train.cat": "1\n2\n", "elec-test.txt.tok": "c\n", "elec-test.cat": "2\n" })
     const unlabeledFile = join(tempDir(), "unlab.txt")
     writeFileSync(unlabeledFile, "first review\n\nsecond review\n")
     const config = resolveConfig({ dataset: { kind: "elec", unlabeled: unlabeledFile }, unlabeled: { source: "custom" } })
