@@ -6,7 +6,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { printKernelTimes } from "./kernel-profile.ts"
 import { selectBackend, type BackendName } from "../src/engine/backend.ts"
-import { createTrainState } from "../src/model/optimizer.ts"
+import { createTrainState, OPTIMIZER_DEFAULTS } from "../src/model/optimizer.ts"
 import { rng } from "../src/random.ts"
 import { LmSchedule } from "../src/stages/lm-batch.ts"
 import { lmTrainStep, zeroCarriedState } from "../src/stages/pretrain.ts"
@@ -35,7 +35,7 @@ const options = {
   normalizeEmbeddings: true,
   candidateSamples: +K,
   bidirectional: false,
-  optimizer: { learningRate: 1e-3, learningRateDecay: 0.9999, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+  optimizer: { ...OPTIMIZER_DEFAULTS, learningRate: 1e-3, learningRateDecay: 0.9999 }
 }
 let carried = zeroCarriedState(+B, +H, 1)
 const step = () => {

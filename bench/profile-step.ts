@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import { printKernelTimes } from "./kernel-profile.ts"
 import { selectBackend, type BackendName } from "../src/engine/backend.ts"
 import { initialParams } from "../src/model/classifier.ts"
-import { createTrainState } from "../src/model/optimizer.ts"
+import { createTrainState, OPTIMIZER_DEFAULTS } from "../src/model/optimizer.ts"
 import { rng } from "../src/random.ts"
 import { makeBatch } from "../src/stages/batch.ts"
 import { trainStep } from "../src/stages/train.ts"
@@ -28,7 +28,7 @@ const options = {
   seed: 1,
   embeddingKeepProb: 0.5,
   normalizeEmbeddings: true,
-  optimizer: { learningRate: 5e-4, learningRateDecay: 0.9998, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+  optimizer: { ...OPTIMIZER_DEFAULTS }
 }
 const step = () => trainStep(state, { step: 0, labeled: batch, unlabeled: batch }, freq, options)
 step()

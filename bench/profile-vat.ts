@@ -8,7 +8,7 @@ import { selectBackend } from "../src/engine/backend.ts"
 import { type Blas, loadBlas, useBlasMatMul } from "../src/engine/blas.ts"
 import { useFusedLstm } from "../src/engine/lstm-op.ts"
 import { initialParams } from "../src/model/classifier.ts"
-import { createTrainState } from "../src/model/optimizer.ts"
+import { createTrainState, OPTIMIZER_DEFAULTS } from "../src/model/optimizer.ts"
 import { rng } from "../src/random.ts"
 import { makeBatch } from "../src/stages/batch.ts"
 import type { Method } from "../src/method/method.ts"
@@ -44,7 +44,7 @@ const options = {
   seed: 0,
   embeddingKeepProb: 0.5,
   normalizeEmbeddings: true,
-  optimizer: { learningRate: 5e-4, learningRateDecay: 0.9998, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 },
+  optimizer: { ...OPTIMIZER_DEFAULTS },
   method: method as Method,
   perturbation: { epsilon: 5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0 }
 }

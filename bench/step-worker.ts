@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { readFileSync } from "node:fs"
 import { selectBackend, type BackendName } from "../src/engine/backend.ts"
 import { initialParams } from "../src/model/classifier.ts"
-import { createTrainState, type OptimizerConfig } from "../src/model/optimizer.ts"
+import { createTrainState, type OptimizerConfig, OPTIMIZER_DEFAULTS } from "../src/model/optimizer.ts"
 import { rng } from "../src/random.ts"
 import { makeBatch } from "../src/stages/batch.ts"
 import { LmSchedule } from "../src/stages/lm-batch.ts"
@@ -30,7 +30,7 @@ await Effect.runPromise(
   selectBackend((flag("--backend") ?? "auto") as BackendName, { blas: (flag("--blas") ?? "auto") as "auto" | "off", fusedLstm: (flag("--fused-lstm") ?? "auto") as "auto" | "off" })
 )
 
-const optimizer: OptimizerConfig = { learningRate: 5e-4, learningRateDecay: 0.9998, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+const optimizer: OptimizerConfig = { ...OPTIMIZER_DEFAULTS }
 const METHOD: Record<string, Method> = { supervised: "baseline", adversarial: "adversarial", virtual: "virtual" }
 
 function classifierStep(c: ClassifierSpec): () => void {

@@ -14,6 +14,7 @@ import {
   FrequencyTable,
   loadCustom,
   model,
+  OPTIMIZER_DEFAULTS,
   rng,
   selectBackend,
   stepBatches,
@@ -54,7 +55,7 @@ export const composeExample = (trainFile: string, testFile: string, steps = 60) 
       seed: 1,
       embeddingKeepProb: 0.8,
       normalizeEmbeddings: true,
-      optimizer: { learningRate: 0.01, learningRateDecay: 1, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+      optimizer: { ...OPTIMIZER_DEFAULTS, learningRate: 0.01, learningRateDecay: 1 }
     }
     const batches = (stream: string, batchSize: number) => trainingBatches(trainDocs, { batchSize, seed: 1, stream, window: 400, startStep: 0 })
     yield* stepBatches(batches("labeled", 32), batches("unlabeled", 64), 0).pipe(

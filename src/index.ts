@@ -10,7 +10,7 @@ export { loadBlas, useBlasMatMul, type Blas } from "./engine/blas.ts"
 export { tidy } from "./engine/tidy.ts"
 
 export type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from "./data/types.ts"
-export { imdbUnlabeled, loadCustom, loadImdb, loadRottenTomatoes } from "./data/sources.ts"
+export { imdbUnlabeled, loadAgNews, loadCustom, loadDbpedia, loadElec, loadImdb, loadRcv1, loadRottenTomatoes } from "./data/sources.ts"
 
 export { tokenize, tokenizeStage, type TokenizeOptions, type TokenizerKind } from "./stages/tokenize.ts"
 export { EOS, FrequencyTable, Vocabulary } from "./stages/vocabulary.ts"
@@ -96,6 +96,7 @@ export {
   createTrainState,
   disposeTrainState,
   learningRateAt,
+  OPTIMIZER_DEFAULTS,
   type OptimizerConfig,
   type TrainState
 } from "./model/optimizer.ts"

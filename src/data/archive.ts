@@ -25,9 +25,17 @@ export interface ArchiveSpec {
   readonly fileName: string
   /** Top-level folder inside the archive (and name of an extracted copy). */
   readonly extractedDir: string
-  readonly canonicalUrl: string
-  readonly canonicalSha256: string
-  readonly canonicalBytes: number
+  /** Where the published archive is downloaded from; undefined when it cannot be (see `obtain`). */
+  readonly canonicalUrl: string | undefined
+  /**
+   * The published archive's sha256; undefined where no checksum was published or could be verified here. A download
+   * is then kept unverified with a note giving its sha256, and a local copy is checked against SHA256SUMS only.
+   */
+  readonly canonicalSha256: string | undefined
+  /** The published archive's size, for download progress (the server's Content-Length wins). */
+  readonly canonicalBytes: number | undefined
+  /** How to get the data where there is no download, for messages (RCV1's text is licensed, not redistributed). */
+  readonly obtain?: string
 }
 
 /** A located dataset: a (verified) archive file, or the folder that *contains* `extractedDir`. */
@@ -44,6 +52,9 @@ export const RT_ARCHIVE: ArchiveSpec = {
   canonicalBytes: 487_770,
 }
 
+/** Where the data of `spec` comes from, for messages: its URL or how to obtain it. */
+export const sourceOf = (spec: ArchiveSpec): string => spec.canonicalUrl ?? spec.obtain ?? spec.fileName
+
 export const IMDB_ARCHIVE: ArchiveSpec = {
   title: "IMDB Large Movie Review Dataset (aclImdb v1)",
   fileName: "aclImdb_v1.tar.gz",
@@ -51,6 +62,57 @@ export const IMDB_ARCHIVE: ArchiveSpec = {
   canonicalUrl: "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
   canonicalSha256: "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
   canonicalBytes: 84_125_825,
+}
+
+/**
+ * Zhang, Zhao & LeCun (2015)'s text-classification archives, as published on Google Drive. No sha256 of them is
+ * published (their common mirrors give MD5 only), so a download is kept unverified with a note; pin a copy with
+ * SHA256SUMS. Google Drive may answer with a confirmation page instead of the file: download it in a browser then.
+ */
+export const DBPEDIA_ARCHIVE: ArchiveSpec = {
+  title: "DBpedia ontology classification (Zhang et al. 2015, dbpedia_csv)",
+  fileName: "dbpedia_csv.tar.gz",
+  extractedDir: "dbpedia_csv",
+  canonicalUrl: "https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbQ2Vic1kxMmZZQ1k",
+  canonicalSha256: undefined,
+  canonicalBytes: undefined,
+}
+
+export const AG_NEWS_ARCHIVE: ArchiveSpec = {
+  title: "AG News topic classification (Zhang et al. 2015, ag_news_csv)",
+  fileName: "ag_news_csv.tar.gz",
+  extractedDir: "ag_news_csv",
+  canonicalUrl: "https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbUDNpeUdjb0wxRms",
+  canonicalSha256: undefined,
+  canonicalBytes: undefined,
+}
+
+/** Johnson & Zhang's Elec (Amazon electronics reviews) with duplicates removed: the copy the paper used (its note 3). */
+export const ELEC_ARCHIVE: ArchiveSpec = {
+  title: "Elec (Johnson & Zhang's Amazon electronics reviews, elec2)",
+  fileName: "elec2.tar.gz",
+  extractedDir: "elec",
+  canonicalUrl: "http://riejohnson.com/software/elec2.tar.gz",
+  canonicalSha256: undefined,
+  canonicalBytes: undefined,
+}
+
+/**
+ * Johnson & Zhang's RCV1 single-label second-level-topic task. Reuters' licence forbids redistributing the text, so
+ * there is no download: their scripts (riejohnson.com/cnn_data.html) build the token and label files from a licensed
+ * RCV1 copy, into a folder `rcv1_data/` (or an archive of it).
+ */
+export const RCV1_ARCHIVE: ArchiveSpec = {
+  title: "RCV1 second-level topics (Johnson & Zhang's split)",
+  fileName: "rcv1_data.tar.gz",
+  extractedDir: "rcv1_data",
+  canonicalUrl: undefined,
+  canonicalSha256: undefined,
+  canonicalBytes: undefined,
+  obtain:
+    "Reuters' licence forbids redistributing RCV1's text, so build rcv1_data/ (rcv1-1m-train.txt.tok, rcv1-1m-train.lvl2, " +
+    "rcv1-1m-test.txt.tok, rcv1-1m-test.lvl2, plus rcv1_stopword.txt) from a licensed RCV1 copy with Johnson & Zhang's " +
+    "scripts (http://riejohnson.com/cnn_data.html)",
 }
 
 /** `$XDG_CACHE_HOME/advtext`, else `~/.cache/advtext`. */
@@ -97,7 +159,7 @@ const verifyLocal = async (path: string): Promise<void> => {
 }
 
 /** Downloads to a temp file in cacheDir, verifies the canonical sha256, then renames into place. */
-const download = async (spec: ArchiveSpec, cacheDir: string, searched: ReadonlyArray<string>, signal?: AbortSignal): Promise<string> => {
+const download = async (spec: ArchiveSpec & { readonly canonicalUrl: string }, cacheDir: string, searched: ReadonlyArray<string>, signal?: AbortSignal): Promise<string> => {
   const dest = join(cacheDir, spec.fileName)
   const tmp = `${dest}.part-${process.pid}-${Date.now()}`
   const failed = (why: string) =>
@@ -115,7 +177,12 @@ const download = async (spec: ArchiveSpec, cacheDir: string, searched: ReadonlyA
   try {
     const res = await fetch(spec.canonicalUrl, { redirect: "follow", signal })
     if (!res.ok || !res.body) throw failed(`HTTP ${res.status} ${res.statusText}`)
-    const total = Number(res.headers.get("content-length")) || spec.canonicalBytes
+    // Google Drive answers a large file's URL with a confirmation page instead of the file.
+    if ((res.headers.get("content-type") ?? "").startsWith("text/html")) {
+      await res.body.cancel().catch(() => {})
+      throw failed("the server sent a web page, not the archive; open the URL in a browser, confirm the download and save the file")
+    }
+    const total = Number(res.headers.get("content-length")) || spec.canonicalBytes || 0
     const out = createWriteStream(tmp)
     const mb = (n: number) => (n / 1e6).toFixed(1)
     let last = Date.now()
@@ -136,7 +203,12 @@ const download = async (spec: ArchiveSpec, cacheDir: string, searched: ReadonlyA
     throw e instanceof DownloadFailed ? e : failed((e as Error).message ?? String(e))
   }
   const actual = hasher.digest("hex")
-  if (actual !== spec.canonicalSha256) {
+  if (spec.canonicalSha256 === undefined) {
+    process.stderr.write(
+      `advtext: note: no published sha256 is known for ${spec.fileName}, so this download (${done} bytes) is unverified; ` +
+        `its sha256 is ${actual}. To pin it, add the line "${actual}  ${spec.fileName}" to a SHA256SUMS file next to it.\n`,
+    )
+  } else if (actual !== spec.canonicalSha256) {
     await unlink(tmp).catch(() => {})
     throw new ChecksumMismatch({
       message: `The download of ${spec.canonicalUrl} (${done} bytes) has sha256 ${actual}, expected ${spec.canonicalSha256}; ` +
@@ -152,7 +224,10 @@ const download = async (spec: ArchiveSpec, cacheDir: string, searched: ReadonlyA
 /** `downloadTried`: the download was allowed and failed, so the advice is to retry it, not to allow it. */
 const howToProvide = (spec: ArchiveSpec, downloadTried = false) =>
   `Put ${spec.fileName} (or its extracted ${spec.extractedDir}/ folder) in a folder and pass it with --data-dir DIR ` +
-  `or env ADVTEXT_DATA_DIR, or ${downloadTried ? "retry once the network (or the site) is reachable" : "allow the download"} (${spec.canonicalUrl}).`
+  `or env ADVTEXT_DATA_DIR, ` +
+  (spec.canonicalUrl === undefined
+    ? `after building it: ${spec.obtain ?? "it cannot be downloaded"}.`
+    : `or ${downloadTried ? "retry once the network (or the site) is reachable" : "allow the download"} (${spec.canonicalUrl}).`)
 
 const locate = async (loc: DataLocation, spec: ArchiveSpec, signal?: AbortSignal): Promise<ArchiveHandle> => {
   const dataDir = resolveDataDir(loc)
@@ -168,14 +243,15 @@ const locate = async (loc: DataLocation, spec: ArchiveSpec, signal?: AbortSignal
     // The folder given may itself be the extracted folder.
     if (basename(dir) === spec.extractedDir && (await isDir(dir))) return { kind: "dir", path: dirname(dir) }
   }
-  if (loc.download === false) {
+  if (loc.download === false || spec.canonicalUrl === undefined) {
     throw new DataNotFound({
       message: `The ${spec.title} data was not found: no ${spec.fileName} or ${spec.extractedDir}/ in ` +
-        `${folders.join(", ")}${dataDir === undefined ? " (no data folder was given)" : ""}, and downloading is disabled. ` +
+        `${folders.join(", ")}${dataDir === undefined ? " (no data folder was given)" : ""}, and ` +
+        `${spec.canonicalUrl === undefined ? "it has no public download" : "downloading is disabled"}. ` +
         howToProvide(spec),
     })
   }
-  return { kind: "archive", path: await download(spec, cacheDir, folders, signal) }
+  return { kind: "archive", path: await download({ ...spec, canonicalUrl: spec.canonicalUrl }, cacheDir, folders, signal) }
 }
 
 /** Maps anything thrown while reading data to a `DataError` (typed errors pass through). */

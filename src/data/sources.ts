@@ -1,6 +1,7 @@
 /**
- * Dataset loaders: Rotten Tomatoes sentence polarity, IMDB (labeled and unlabeled), and user files (jsonl/csv/tsv).
- * Archives are read straight from their .tar.gz (see archive.ts for where they are looked up).
+ * Dataset loaders: Rotten Tomatoes sentence polarity, IMDB (labeled and unlabeled), the paper's other datasets
+ * (DBpedia, Elec, RCV1) and AG News, and user files (jsonl/csv/tsv). Archives are read straight from their .tar.gz
+ * (see archive.ts for where they are looked up).
  */
 import { createReadStream } from "node:fs"
 import { readFile, stat } from "node:fs/promises"
@@ -9,10 +10,15 @@ import { Channel, Effect, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { CorruptArchive, DataNotFound, DecodeError, InvalidDataset, type DataError } from "../errors.ts"
 import {
+  AG_NEWS_ARCHIVE,
+  DBPEDIA_ARCHIVE,
+  ELEC_ARCHIVE,
   IMDB_ARCHIVE,
   locateArchive,
+  RCV1_ARCHIVE,
   readMembers,
   RT_ARCHIVE,
+  sourceOf,
   toDataError,
   type ArchiveHandle,
   type ArchiveSpec,
@@ -188,9 +194,156 @@ export const imdbUnlabeled = (
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The paper's other datasets, and AG News
+
+/** Reads the named members of a located dataset (`optional` ones may be absent); a missing one is a CorruptArchive. */
+const readRequired = async (
+  h: ArchiveHandle,
+  spec: ArchiveSpec,
+  required: ReadonlyArray<string>,
+  optional: ReadonlyArray<string> = [],
+): Promise<Map<string, Uint8Array>> => {
+  const wanted = new Set([...required, ...optional])
+  const found = new Map<string, Uint8Array>()
+  for await (const m of readMembers(h, spec, (p) => wanted.has(p))) found.set(m.path, m.data)
+  const missing = required.filter((n) => !found.has(n))
+  if (missing.length > 0) {
+    throw new CorruptArchive({
+      message: `${describe(h, spec)} lacks ${missing.join(", ")}; expected the layout of ${spec.fileName}. ` +
+        (spec.canonicalUrl === undefined ? `To build it: ${sourceOf(spec)}.` : `Replace it with the original archive from ${spec.canonicalUrl}.`),
+    })
+  }
+  return found
+}
+
+/** Lines of a text file, CR stripped; a final newline does not make an empty last line. Empty lines are kept. */
+const fileLines = (text: string): Array<string> => {
+  const lines = text.split("\n").map((l) => (l.endsWith("\r") ? l.slice(0, -1) : l))
+  if (lines.at(-1) === "") lines.pop()
+  return lines
+}
+
+/**
+ * Zhang, Zhao & LeCun (2015)'s CSV layout (DBpedia, AG News): `"class","title","content"` rows without a header,
+ * RFC 4180 quoting ("" for a quote, newlines inside quotes), class = a 1-based line of classes.txt. The document is
+ * title + " " + content, as the reference code builds it (spec A1.2); the text is kept as published.
+ */
+const loadZhangCsv = (loc: DataLocation, spec: ArchiveSpec, name: string): Effect.Effect<LabeledCorpus, DataError> =>
+  withArchive(loc, spec, async (h) => {
+    const dir = spec.extractedDir
+    const [classesFile, trainFile, testFile] = [`${dir}/classes.txt`, `${dir}/train.csv`, `${dir}/test.csv`]
+    const found = await readRequired(h, spec, [classesFile, trainFile, testFile])
+    const where = (member: string) => `${describe(h, spec)}, member ${member},`
+    const classes = fileLines(decodeUtf8(found.get(classesFile)!, where(classesFile))).map((l) => l.trim()).filter((l) => l !== "")
+    if (classes.length < 2) {
+      throw new InvalidDataset({ message: `${where(classesFile)} names ${classes.length} class; expected one class name per line (at least two).` })
+    }
+    const docs = (member: string): Array<LabeledDoc> =>
+      parseCsvRows(decodeUtf8(found.get(member)!, where(member)), member).map(({ fields, line }) => {
+        if (fields.length !== 3) throw malformed(member, line, `expected 3 fields "class","title","content", found ${fields.length}.`)
+        const k = Number(fields[0])
+        if (!Number.isInteger(k) || k < 1 || k > classes.length) {
+          throw malformed(member, line, `class ${JSON.stringify(fields[0])} is not a line number 1..${classes.length} of ${classesFile}.`)
+        }
+        return { text: `${fields[1]} ${fields[2]}`, label: k - 1 }
+      })
+    return { name, classes, train: docs(trainFile), test: docs(testFile) }
+  })
+
+/** DBpedia ontology classes (14): dbpedia_csv/{classes.txt,train.csv,test.csv}; the paper's purely supervised task. */
+export const loadDbpedia = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> => loadZhangCsv(loc, DBPEDIA_ARCHIVE, "dbpedia")
+
+/** AG News topics (4): ag_news_csv/{classes.txt,train.csv,test.csv}. Not in the paper; read like DBpedia. */
+export const loadAgNews = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> => loadZhangCsv(loc, AG_NEWS_ARCHIVE, "ag-news")
+
+/**
+ * Johnson & Zhang's layout (Elec, RCV1): per split a text file, one document per line, and a label file, one label
+ * per line in step with it. Class names are the label strings: `classNames` when the release lists them, else the
+ * labels of both splits, sorted (numerically when all are numbers).
+ */
+const pairedSplits = (
+  h: ArchiveHandle,
+  spec: ArchiveSpec,
+  found: ReadonlyMap<string, Uint8Array>,
+  splits: Readonly<Record<"train" | "test", { readonly text: string; readonly labels: string }>>,
+  classNames: ReadonlyArray<string> | undefined,
+  transform: (text: string) => string = (t) => t,
+): { classes: ReadonlyArray<string>; train: Array<LabeledDoc>; test: Array<LabeledDoc> } => {
+  const where = (member: string) => `${describe(h, spec)}, member ${member},`
+  const read = (split: "train" | "test") => {
+    const { text, labels } = splits[split]
+    const docs = fileLines(decodeUtf8(found.get(text)!, where(text)))
+    const labs = fileLines(decodeUtf8(found.get(labels)!, where(labels))).map((l) => l.trim())
+    if (docs.length !== labs.length) {
+      throw new InvalidDataset({
+        message: `${where(text)} has ${docs.length} lines but ${labels} has ${labs.length}; the two files pair line by line ` +
+          `(a document and its label), so they are damaged or come from different releases.`,
+      })
+    }
+    const empty = labs.findIndex((l) => l === "")
+    if (empty >= 0) throw malformed(labels, empty + 1, "the label is empty.")
+    return { docs, labs }
+  }
+  const train = read("train")
+  const test = read("test")
+  const classes = classNames ?? sortLabels([...train.labs, ...test.labs])
+  const index = new Map(classes.map((c, i) => [c, i]))
+  const toDocs = ({ docs, labs }: { docs: Array<string>; labs: Array<string> }, labels: string) =>
+    docs.map((text, i): LabeledDoc => {
+      const label = index.get(labs[i]!)
+      if (label === undefined) throw malformed(labels, i + 1, `label ${JSON.stringify(labs[i])} is not one of the ${classes.length} classes of the release.`)
+      return { text: transform(text), label }
+    })
+  return { classes, train: toDocs(train, splits.train.labels), test: toDocs(test, splits.test.labels) }
+}
+
+/**
+ * Elec (Amazon electronics reviews, 2 classes): Johnson & Zhang's elec2 release, the one without duplicates the paper
+ * used (24,792 train, 24,897 test): elec/elec-25k-train.{txt.tok,cat} and elec/elec-test.{txt.tok,cat}, labels "1"
+ * and "2". The tokenized text is read, as for RCV1 (the tokenizer then treats its punctuation tokens as spaces).
+ */
+export const loadElec = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> =>
+  withArchive(loc, ELEC_ARCHIVE, async (h) => {
+    const splits = {
+      train: { text: "elec/elec-25k-train.txt.tok", labels: "elec/elec-25k-train.cat" },
+      test: { text: "elec/elec-test.txt.tok", labels: "elec/elec-test.cat" },
+    }
+    const found = await readRequired(h, ELEC_ARCHIVE, Object.values(splits).flatMap((s) => [s.text, s.labels]))
+    return { name: "elec", ...pairedSplits(h, ELEC_ARCHIVE, found, splits, undefined) }
+  })
+
+/**
+ * RCV1 second-level topics (55 classes), Johnson & Zhang's single-label split (15,564 train, 49,838 test):
+ * rcv1_data/rcv1-1m-{train,test}.{txt.tok,lvl2}, class names from rcv1-lvl2.catdic when present. The paper removes
+ * the stop words of Lewis et al. (2004), so rcv1_data/rcv1_stopword.txt (one word per line, as ConText ships it) is
+ * required and its words are dropped, case-insensitively, from every document.
+ */
+export const loadRcv1 = (loc: DataLocation): Effect.Effect<LabeledCorpus, DataError> =>
+  withArchive(loc, RCV1_ARCHIVE, async (h) => {
+    const dir = RCV1_ARCHIVE.extractedDir
+    const splits = {
+      train: { text: `${dir}/rcv1-1m-train.txt.tok`, labels: `${dir}/rcv1-1m-train.lvl2` },
+      test: { text: `${dir}/rcv1-1m-test.txt.tok`, labels: `${dir}/rcv1-1m-test.lvl2` },
+    }
+    const [stopFile, catdic] = [`${dir}/rcv1_stopword.txt`, `${dir}/rcv1-lvl2.catdic`]
+    const found = await readRequired(h, RCV1_ARCHIVE, [...Object.values(splits).flatMap((s) => [s.text, s.labels]), stopFile], [catdic])
+    const where = (member: string) => `${describe(h, RCV1_ARCHIVE)}, member ${member},`
+    const lines = (member: string) => fileLines(decodeUtf8(found.get(member)!, where(member))).map((l) => l.trim()).filter((l) => l !== "")
+    const stopWords = new Set(lines(stopFile).map((w) => w.toLowerCase()))
+    const dropStopWords = (text: string) =>
+      text
+        .split(/\s+/)
+        .filter((w) => w !== "" && !stopWords.has(w.toLowerCase()))
+        .join(" ")
+    const classNames = found.has(catdic) ? lines(catdic) : undefined
+    return { name: "rcv1", ...pairedSplits(h, RCV1_ARCHIVE, found, splits, classNames, dropStopWords) }
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
 // Custom files
 
-export type CustomFormat = "jsonl" | "csv" | "tsv"
+export const CUSTOM_FORMATS = ["jsonl", "csv", "tsv"] as const
+export type CustomFormat = (typeof CUSTOM_FORMATS)[number]
 
 export interface CustomSpec {
   readonly train: string
@@ -379,7 +532,7 @@ const loadLabeledFile = async (path: string, role: string, format: CustomFormat)
 }
 
 /** Streams the lines of a text file as documents (blank lines skipped), decoding UTF-8 strictly line by line. */
-const unlabeledLines = (path: string): UnlabeledSource => () =>
+export const unlabeledLines = (path: string): UnlabeledSource => () =>
   batchedStream(async function* () {
     let carry: Uint8Array = new Uint8Array(0)
     let offset = 0 // byte offset of `carry`'s start in the file

@@ -23,7 +23,9 @@ import { loadGateKernels } from "./gates.ts"
 import { loadHeapKernels } from "./heap-kernels.ts"
 import { useFusedLstm } from "./lstm-op.ts"
 
-export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu"
+/** The tensor backends a config may name (`auto`: tensorflow, then wasm, then cpu). */
+export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const
+export type BackendName = (typeof BACKENDS)[number]
 
 /** out[segmentIds[r], :] += x[r, :] for every row r; rows with ids outside [0, numSegments) are dropped (as TF does). */
 export function scatterAddRows(
@@ -193,12 +195,13 @@ export interface ActiveBackend {
 }
 
 /** `auto`: use a system BLAS for the JS backends' matrix products when one loads; `off`: tfjs's own kernels. */
-export type BlasChoice = "auto" | "off"
+export const ENGINE_CHOICES = ["auto", "off"] as const
+export type BlasChoice = (typeof ENGINE_CHOICES)[number]
 
 export interface EngineOptions {
   readonly blas?: BlasChoice
   /** `auto`: the fused LSTM op whenever BLAS is in use; `off`: the tfjs reference LSTM. */
-  readonly fusedLstm?: "auto" | "off"
+  readonly fusedLstm?: BlasChoice
 }
 
 async function configureEngine(backendName: string, options: EngineOptions): Promise<Pick<ActiveBackend, "blas" | "fusedLstm" | "description">> {

@@ -9,15 +9,33 @@ import { sumOfSquares } from "../engine/heap-kernels.ts"
 import { tidy } from "../engine/tidy.ts"
 import { EMBEDDING } from "./classifier.ts"
 
+/**
+ * The optimizer's settings. The names are those of the experiment config's `train` section, which holds them
+ * (`optimizerConfig` in src/pipeline/run.ts picks them out), so one name means one thing everywhere.
+ */
 export interface OptimizerConfig {
   readonly learningRate: number
   readonly learningRateDecay: number
   readonly maxGradNorm: number
   readonly beta1: number
   readonly beta2: number
-  readonly epsilon: number
+  readonly adamEpsilon: number
   readonly emaDecay: number
 }
+
+/** The paper's classifier optimizer (Section 4.2: Adam, 0.0005 decayed by 0.9998 per step, clipping at 1.0; spec A4). */
+export const OPTIMIZER_DEFAULTS: OptimizerConfig = {
+  learningRate: 5e-4,
+  learningRateDecay: 0.9998,
+  maxGradNorm: 1.0,
+  beta1: 0.9,
+  beta2: 0.999,
+  adamEpsilon: 1e-8,
+  emaDecay: 0.999
+}
+
+/** The fields of OptimizerConfig, for picking them out of a larger settings object. */
+export const OPTIMIZER_FIELDS = Object.keys(OPTIMIZER_DEFAULTS) as ReadonlyArray<keyof OptimizerConfig>
 
 /** All tensors a training run owns; every one is a tf.Variable so updates happen in place. */
 export interface TrainState {
@@ -101,7 +119,7 @@ export function applyGradients(state: TrainState, grads: Readonly<Record<string,
   const stepSize = (lr * Math.sqrt(1 - Math.pow(config.beta2, t))) / (1 - Math.pow(config.beta1, t))
   // TF's ExponentialMovingAverage with num_updates: decay = min(decay, (1 + t) / (10 + t)).
   const emaDecay = Math.min(config.emaDecay, (1 + t) / (10 + t))
-  const attrs = { beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, stepSize, emaDecay }
+  const attrs = { beta1: config.beta1, beta2: config.beta2, epsilon: config.adamEpsilon, stepSize, emaDecay }
   tf.tidy(() => {
     for (const [name, param] of Object.entries(state.params)) {
       const raw = grads[name]
@@ -114,7 +132,7 @@ export function applyGradients(state: TrainState, grads: Readonly<Record<string,
       const v = tf.add(tf.mul(state.adamV[name], config.beta2), tf.mul(tf.square(g), 1 - config.beta2))
       state.adamM[name].assign(m)
       state.adamV[name].assign(v)
-      param.assign(tf.sub(param, tf.mul(stepSize, tf.div(m, tf.add(tf.sqrt(v), config.epsilon)))))
+      param.assign(tf.sub(param, tf.mul(stepSize, tf.div(m, tf.add(tf.sqrt(v), config.adamEpsilon)))))
       const shadow = state.ema[name]
       shadow.assign(tf.sub(shadow, tf.mul(1 - emaDecay, tf.sub(shadow, param))))
     }

@@ -1,163 +1,155 @@
 /**
  * Experiment configuration: plain typed data with defaults (an experiment is a config file, not a code fork).
- * A config file exports `defineConfig({...})` with only what differs from `DEFAULTS`; the CLI merges it with the
+ * A config file exports `defineConfig({...})` with only what differs from the defaults; the CLI merges it with the
  * defaults and `--set key=value` overrides, then validates the whole object at once, listing every invalid or unknown
- * field in one message.
+ * field and every broken rule between fields in one message. The schema below is the one source of each field's
+ * type, range and default.
  */
 import { type } from "arktype"
+import { BACKENDS, ENGINE_CHOICES } from "../engine/backend.ts"
 import { ConfigError } from "../errors.ts"
+import { OPTIMIZER_DEFAULTS } from "../model/optimizer.ts"
+import { CUSTOM_FORMATS } from "../data/sources.ts"
+import { TOKENIZERS } from "../stages/tokenize.ts"
+import { DEFAULT_PERTURBATION, METHODS } from "../method/method.ts"
+import { DATASET_KINDS, UNLABELED_SOURCES, VALIDATION_SPLITS } from "./data.ts"
+import { PRETRAINED_PARTS } from "./restore.ts"
 
-const Config = type({
+/**
+ * What a config runs: a classifier (the paper's Section 4.2), the language-model pretraining (Section 4.1), or a
+ * skip-gram embedding pretraining (not in the paper; src/stages/skip-gram.ts).
+ */
+export const TASKS = ["classifier", "language-model", "skip-gram"] as const
+
+/** One of the code's constant lists as a schema type, with its default value. */
+const oneOf = <const T extends string>(values: ReadonlyArray<T>, fallback: NoInfer<T>) => [type.enumerated(...values), "=", fallback] as const
+
+/**
+ * The schema is the one place that states each field's type, range and default; the string unions are the owning
+ * modules' constant lists, and numeric defaults owned by a module (the paper's perturbation and optimizer settings)
+ * come from its constants. `DEFAULTS` below is derived from it.
+ */
+const definition = {
   "+": "reject",
-  name: "string",
-  task: "'classifier' | 'language-model' | 'skip-gram'",
-  seed: "number.integer >= 0",
-  pretrained: "string",
-  pretrainedParts: "'embedding+lstm' | 'embedding'",
-  backend: "'auto' | 'tensorflow' | 'wasm' | 'cpu'",
-  blas: "'auto' | 'off'",
-  fusedLstm: "'auto' | 'off'",
-  method: "'baseline' | 'random' | 'random-unlabeled' | 'adversarial' | 'virtual' | 'adversarial+virtual'",
-  perturbation: {
+  name: "string = 'experiment'",
+  task: oneOf(TASKS, "classifier"),
+  seed: "number.integer >= 0 = 0",
+  pretrained: "string = ''",
+  pretrainedParts: oneOf(PRETRAINED_PARTS, "embedding+lstm"),
+  backend: oneOf(BACKENDS, "auto"),
+  blas: oneOf(ENGINE_CHOICES, "auto"),
+  fusedLstm: oneOf(ENGINE_CHOICES, "auto"),
+  method: oneOf(METHODS, "baseline"),
+  perturbation: [{
     "+": "reject",
-    epsilon: "number >= 0",
-    xi: "number > 0",
-    powerIterations: "number.integer >= 1",
-    lambda: "number >= 0",
-    vatMicroBatch: "number.integer >= 0",
-    evalEpsilon: "number >= 0"
-  },
-  dataset: {
+    epsilon: ["number >= 0", "=", DEFAULT_PERTURBATION.epsilon],
+    xi: ["number > 0", "=", DEFAULT_PERTURBATION.xi],
+    powerIterations: ["number.integer >= 1", "=", DEFAULT_PERTURBATION.powerIterations],
+    lambda: ["number >= 0", "=", DEFAULT_PERTURBATION.lambda],
+    vatMicroBatch: ["number.integer >= 0", "=", DEFAULT_PERTURBATION.vatMicroBatch],
+    evalEpsilon: ["number >= 0", "=", DEFAULT_PERTURBATION.epsilon]
+  }, "=", () => ({})],
+  dataset: [{
     "+": "reject",
-    kind: "'rt' | 'imdb' | 'custom'",
+    kind: oneOf(DATASET_KINDS, "rt"),
     "download?": "boolean",
     "train?": "string",
     "test?": "string",
     "unlabeled?": "string",
-    "format?": "'jsonl' | 'csv' | 'tsv'"
-  },
-  data: {
+    "format?": type.enumerated(...CUSTOM_FORMATS)
+  }, "=", () => ({})],
+  data: [{
     "+": "reject",
-    lowercase: "boolean",
-    tokenizer: "'ascii' | 'unicode'",
-    testFraction: "0 < number < 1",
-    validationFraction: "0 <= number < 1",
-    validationSplit: "'random' | 'imdb-author'",
-    maxVocab: "number.integer >= 1",
-    minDocCount: "number.integer >= 1",
-    window: "number.integer >= 1"
-  },
-  unlabeled: {
+    lowercase: "boolean = true",
+    tokenizer: oneOf(TOKENIZERS, "ascii"),
+    testFraction: ["0 < number < 1", "=", 0.1],
+    validationFraction: ["0 <= number < 1", "=", 0.1],
+    validationSplit: oneOf(VALIDATION_SPLITS, "random"),
+    maxVocab: "number.integer >= 1 = 100000",
+    minDocCount: "number.integer >= 1 = 2",
+    window: "number.integer >= 1 = 400"
+  }, "=", () => ({})],
+  unlabeled: [{
     "+": "reject",
-    source: "'none' | 'imdb-sentences' | 'imdb-unsup' | 'custom'",
-    maxTokens: "number.integer >= 0",
-    addsTokens: "boolean",
-    limit: "number.integer >= 0"
-  },
-  model: {
+    source: oneOf(UNLABELED_SOURCES, "none"),
+    maxTokens: "number.integer >= 0 = 0",
+    addsTokens: "boolean = true",
+    limit: "number.integer >= 0 = 0"
+  }, "=", () => ({})],
+  model: [{
     "+": "reject",
-    embeddingDim: "number.integer >= 1",
-    lstmUnits: "number.integer >= 1",
-    hiddenUnits: "number.integer >= 1",
-    embeddingKeepProb: "0 < number <= 1",
-    normalizeEmbeddings: "boolean",
-    bidirectional: "boolean",
-    centeredHead: "boolean"
-  },
-  lm: {
+    embeddingDim: "number.integer >= 1 = 512",
+    lstmUnits: "number.integer >= 1 = 1024",
+    hiddenUnits: "number.integer >= 1 = 30",
+    embeddingKeepProb: ["0 < number <= 1", "=", 0.5],
+    normalizeEmbeddings: "boolean = true",
+    bidirectional: "boolean = false",
+    centeredHead: "boolean = false"
+  }, "=", () => ({})],
+  lm: [{
     "+": "reject",
-    candidateSamples: "number.integer >= 0",
-    validationDocs: "number.integer >= 0"
-  },
-  skipGram: {
+    candidateSamples: "number.integer >= 0 = 1024",
+    validationDocs: "number.integer >= 0 = 0"
+  }, "=", () => ({})],
+  skipGram: [{
     "+": "reject",
-    window: "number.integer >= 1",
-    negatives: "number.integer >= 1",
-    epochs: "number.integer >= 1",
-    subsample: "number >= 0",
-    learningRate: "number > 0"
-  },
-  guard: {
+    window: "number.integer >= 1 = 5",
+    negatives: "number.integer >= 1 = 5",
+    epochs: "number.integer >= 1 = 5",
+    subsample: ["number >= 0", "=", 1e-4],
+    learningRate: ["number > 0", "=", 0.025]
+  }, "=", () => ({})],
+  guard: [{
     "+": "reject",
-    lossFactor: "number >= 0",
-    spikeFactor: "number >= 0",
-    warmup: "number.integer >= 0",
-    window: "number.integer >= 1",
-    deadSteps: "number.integer >= 0"
-  },
-  train: {
+    lossFactor: "number >= 0 = 20",
+    spikeFactor: "number >= 0 = 10",
+    warmup: "number.integer >= 0 = 100",
+    window: "number.integer >= 1 = 100",
+    deadSteps: "number.integer >= 0 = 100"
+  }, "=", () => ({})],
+  train: [{
     "+": "reject",
-    steps: "number.integer >= 1",
-    batchSize: "number.integer >= 1",
-    unlabeledBatchSize: "number.integer >= 1",
-    learningRate: "number > 0",
-    learningRateDecay: "0 < number <= 1",
-    maxGradNorm: "number > 0",
-    beta1: "0 <= number < 1",
-    beta2: "0 <= number < 1",
-    adamEpsilon: "number > 0",
-    emaDecay: "0 <= number < 1",
-    logEvery: "number.integer >= 1",
-    evalEvery: "number.integer >= 0",
-    checkpointEvery: "number.integer >= 1",
-    evalBatchSize: "number.integer >= 1"
-  }
-})
+    steps: "number.integer >= 1 = 10000",
+    batchSize: "number.integer >= 1 = 64",
+    unlabeledBatchSize: "number.integer >= 1 = 512",
+    learningRate: ["number > 0", "=", OPTIMIZER_DEFAULTS.learningRate],
+    learningRateDecay: ["0 < number <= 1", "=", OPTIMIZER_DEFAULTS.learningRateDecay],
+    maxGradNorm: ["number > 0", "=", OPTIMIZER_DEFAULTS.maxGradNorm],
+    beta1: ["0 <= number < 1", "=", OPTIMIZER_DEFAULTS.beta1],
+    beta2: ["0 <= number < 1", "=", OPTIMIZER_DEFAULTS.beta2],
+    adamEpsilon: ["number > 0", "=", OPTIMIZER_DEFAULTS.adamEpsilon],
+    emaDecay: ["0 <= number < 1", "=", OPTIMIZER_DEFAULTS.emaDecay],
+    logEvery: "number.integer >= 1 = 50",
+    evalEvery: "number.integer >= 0 = 500",
+    checkpointEvery: "number.integer >= 1 = 500",
+    evalBatchSize: "number.integer >= 1 = 256"
+  }, "=", () => ({})]
+} as const
+
+const Config = type(definition)
 
 export type Config = typeof Config.infer
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] }
-export type ConfigInput = DeepPartial<Config>
+/** What a config file writes: any subset of the fields (absent ones take their defaults). */
+export type ConfigInput = typeof Config.inferIn
 
-/** The reference code's classifier defaults (spec A4), sized for the paper's RT setting unless a config says otherwise. */
-export const DEFAULTS: Config = {
-  name: "experiment",
-  task: "classifier",
-  seed: 0,
-  pretrained: "",
-  pretrainedParts: "embedding+lstm",
-  backend: "auto",
-  blas: "auto",
-  fusedLstm: "auto",
-  method: "baseline",
-  perturbation: { epsilon: 5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0, evalEpsilon: 5 },
-  dataset: { kind: "rt" },
-  data: {
-    lowercase: true,
-    tokenizer: "ascii",
-    testFraction: 0.1,
-    validationFraction: 0.1,
-    validationSplit: "random",
-    maxVocab: 100_000,
-    minDocCount: 2,
-    window: 400
-  },
-  unlabeled: { source: "none", maxTokens: 0, addsTokens: true, limit: 0 },
-  model: { embeddingDim: 512, lstmUnits: 1024, hiddenUnits: 30, embeddingKeepProb: 0.5, normalizeEmbeddings: true, bidirectional: false, centeredHead: false },
-  lm: { candidateSamples: 1024, validationDocs: 0 },
-  skipGram: { window: 5, negatives: 5, epochs: 5, subsample: 1e-4, learningRate: 0.025 },
-  guard: { lossFactor: 20, spikeFactor: 10, warmup: 100, window: 100, deadSteps: 100 },
-  train: {
-    steps: 10_000,
-    batchSize: 64,
-    unlabeledBatchSize: 512,
-    learningRate: 5e-4,
-    learningRateDecay: 0.9998,
-    maxGradNorm: 1.0,
-    beta1: 0.9,
-    beta2: 0.999,
-    adamEpsilon: 1e-8,
-    emaDecay: 0.999,
-    logEvery: 50,
-    evalEvery: 500,
-    checkpointEvery: 500,
-    evalBatchSize: 256
-  }
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x)
 }
+
+/** `value` with its keys in the order `definition` declares them (arktype sorts its output), for a readable config.json. */
+function inDeclaredOrder(value: unknown, def: unknown): unknown {
+  const shape = Array.isArray(def) ? def[0] : def
+  if (!isPlainObject(value) || !isPlainObject(shape)) return value
+  const declared = Object.keys(shape).filter((k) => k !== "+").map((k) => k.replace(/\?$/, ""))
+  const keys = [...declared.filter((k) => k in value), ...Object.keys(value).filter((k) => !declared.includes(k))]
+  return Object.fromEntries(keys.map((k) => [k, inDeclaredOrder(value[k], shape[k] ?? shape[`${k}?`])]))
+}
+
+/** The reference code's classifier defaults (spec A4), sized for the paper's RT setting: the schema applied to `{}`. */
+export const DEFAULTS: Config = inDeclaredOrder(Config.assert({}), definition) as Config
 
 /** Identity with types: what config files export. */
 export const defineConfig = (config: ConfigInput): ConfigInput => config
-
-const isPlainObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
 
 export function deepMerge(base: unknown, override: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(override)) return override === undefined ? base : override
@@ -191,32 +183,58 @@ export function applyOverrides(config: unknown, overrides: ReadonlyArray<string>
   return out
 }
 
-/** Merge user input over the defaults and validate; every problem is listed in one ConfigError. */
+/**
+ * Rules between fields, checked on the merged config even when some fields are invalid, so that one message lists
+ * every problem. Each takes the merged (not yet validated) object; a field of the wrong type simply fails its rule's
+ * comparison and is reported by the schema instead.
+ */
+const CROSS_FIELD_RULES: ReadonlyArray<(c: MergedConfig) => string | undefined> = [
+  (c) =>
+    c.dataset?.kind === "custom" && c.dataset.train === undefined
+      ? `dataset.train must be set (a JSONL, CSV or TSV file) when dataset.kind is "custom"`
+      : undefined,
+  (c) => {
+    if (c.dataset?.kind === "custom") return undefined
+    const set = (["train", "test", "format"] as const).filter((k) => c.dataset?.[k] !== undefined).map((k) => `dataset.${k}`)
+    return set.length === 0
+      ? undefined
+      : `${set.join(", ")} only appl${set.length > 1 ? "y" : "ies"} when dataset.kind is "custom" (it is ${JSON.stringify(c.dataset?.kind)}): remove ${set.length > 1 ? "them" : "it"}, or set dataset.kind "custom"`
+  },
+  (c) =>
+    c.unlabeled?.source === "custom" && c.dataset?.unlabeled === undefined
+      ? `unlabeled.source "custom" needs dataset.unlabeled (a text file, one document per line)`
+      : undefined,
+  (c) =>
+    c.data?.validationSplit === "imdb-author" && c.dataset?.kind !== "imdb"
+      ? `data.validationSplit "imdb-author" is IMDB's id-based slice and needs dataset.kind "imdb" (it is ${JSON.stringify(c.dataset?.kind)}); use "random"`
+      : undefined
+]
+
+/** The merged input before validation: the config's shape, any leaf possibly of the wrong type. */
+type MergedConfig = { readonly [K in keyof Config]?: Config[K] extends object ? { readonly [F in keyof Config[K]]?: unknown } : unknown }
+
+/** Merge user input over the defaults and validate; every problem (field and cross-field) is listed in one ConfigError. */
 export function resolveConfig(input: unknown, overrides: ReadonlyArray<string> = [], source = "config"): Config {
   if (!isPlainObject(input)) {
     throw new ConfigError({ message: `${source}: expected an object (export default defineConfig({...})), got ${typeof input}.` })
   }
+  // Defaults first (the schema would add them too), so that the cross-field rules see every field.
   const merged = applyOverrides(deepMerge(DEFAULTS, input), overrides)
   // JSON and TS both turn 1e400 into Infinity, which the schema's ranges accept and config.json would store as null.
   const nonFinite = [...configLeaves(merged)]
     .filter(([, v]) => typeof v === "number" && !Number.isFinite(v))
-    .map(([k, v]) => `  - ${k} must be a finite number (was ${v}${v === Infinity || v === -Infinity ? ": beyond the float64 range" : ""})`)
+    .map(([k, v]) => `${k} must be a finite number (was ${v}${v === Infinity || v === -Infinity ? ": beyond the float64 range" : ""})`)
   const out = Config(merged)
-  if (out instanceof type.errors || nonFinite.length > 0) {
-    const lines = [
-      ...nonFinite,
-      ...(out instanceof type.errors ? out.map((e) => `  - ${e.message.replace(/ must be removed$/, " is not a config field (unknown key)")}`) : [])
-    ]
-    throw new ConfigError({ message: `${source} is invalid (${lines.length} problem${lines.length > 1 ? "s" : ""}):\n${lines.join("\n")}` })
+  const fieldProblems = out instanceof type.errors ? out.map((e) => e.message.replace(/ must be removed$/, " is not a config field (unknown key)")) : []
+  const view = (isPlainObject(merged) ? merged : {}) as MergedConfig
+  const crossField = CROSS_FIELD_RULES.map((rule) => rule(view)).filter((p): p is string => p !== undefined)
+  const problems = [...nonFinite, ...fieldProblems, ...crossField]
+  if (problems.length > 0) {
+    throw new ConfigError({
+      message: `${source} is invalid (${problems.length} problem${problems.length > 1 ? "s" : ""}):\n${problems.map((p) => `  - ${p}`).join("\n")}`
+    })
   }
-  const config = out as Config
-  if (config.dataset.kind === "custom" && config.dataset.train === undefined) {
-    throw new ConfigError({ message: `${source} is invalid:\n  - dataset.train must be set (a JSONL, CSV or TSV file) when dataset.kind is "custom"` })
-  }
-  if (config.unlabeled.source === "custom" && config.dataset.unlabeled === undefined) {
-    throw new ConfigError({ message: `${source} is invalid:\n  - unlabeled.source "custom" needs dataset.unlabeled (a text file, one document per line)` })
-  }
-  return config
+  return inDeclaredOrder(out, definition) as Config
 }
 
 /** A config's leaves as "a.b.c" → value (arrays and other non-objects are leaves). */

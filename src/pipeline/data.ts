@@ -8,7 +8,7 @@
  * Unlabeled text is streamed from its archive and kept only as interned Int32Arrays, never as strings or tensors.
  */
 import { Effect, Stream } from "effect"
-import { imdbUnlabeled, loadCustom, loadImdb, loadRottenTomatoes } from "../data/sources.ts"
+import { imdbUnlabeled, loadAgNews, loadCustom, loadDbpedia, loadElec, loadImdb, loadRcv1, loadRottenTomatoes, unlabeledLines } from "../data/sources.ts"
 import type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from "../data/types.ts"
 import { type DataError, InvalidDataset } from "../errors.ts"
 import { permutation, rng } from "../random.ts"
@@ -29,6 +29,23 @@ export interface PreparedData {
   readonly skipped: Readonly<Record<string, number>>
 }
 
+/** The published datasets, by `dataset.kind`: each loads its canonical archive (or extracted folder). */
+const PUBLISHED = {
+  rt: loadRottenTomatoes,
+  imdb: loadImdb,
+  dbpedia: loadDbpedia,
+  "ag-news": loadAgNews,
+  elec: loadElec,
+  rcv1: loadRcv1
+} satisfies Record<string, (location: DataLocation) => Effect.Effect<LabeledCorpus, DataError>>
+
+/** `dataset.kind`: the published datasets this module loads, or the user's own files. */
+export const DATASET_KINDS = ["rt", "imdb", "dbpedia", "ag-news", "elec", "rcv1", "custom"] as const satisfies ReadonlyArray<keyof typeof PUBLISHED | "custom">
+/** `unlabeled.source`: IMDB's sentences (train + unsup, the RT setting), IMDB's unsup reviews, or the user's file. */
+export const UNLABELED_SOURCES = ["none", "imdb-sentences", "imdb-unsup", "custom"] as const
+/** `data.validationSplit`: a seeded random slice, or the IMDB first author's id-based slice (spec A1.2). */
+export const VALIDATION_SPLITS = ["random", "imdb-author"] as const
+
 /** The labeled corpus and the unlabeled source named by the config. */
 export const loadSources = (
   config: Config,
@@ -38,8 +55,7 @@ export const loadSources = (
     const ds = config.dataset
     let corpus: LabeledCorpus
     let customUnlabeled: UnlabeledSource | undefined
-    if (ds.kind === "rt") corpus = yield* loadRottenTomatoes(location)
-    else if (ds.kind === "imdb") corpus = yield* loadImdb(location)
+    if (ds.kind !== "custom") corpus = yield* PUBLISHED[ds.kind](location)
     else {
       const custom = yield* loadCustom({ train: ds.train!, test: ds.test, unlabeled: ds.unlabeled, format: ds.format })
       corpus = custom.corpus
@@ -52,7 +68,7 @@ export const loadSources = (
         : source === "imdb-unsup"
           ? imdbUnlabeled(location, { include: ["unsup"], sentences: false })
           : source === "custom"
-            ? customUnlabeled
+            ? (customUnlabeled ?? (ds.unlabeled === undefined ? undefined : unlabeledLines(ds.unlabeled)))
             : undefined
     return { corpus, unlabeled }
   })

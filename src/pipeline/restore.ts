@@ -16,7 +16,8 @@ import { CHECKPOINT, classesMismatch, readCheckpoint } from "../model/checkpoint
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 
 /** What a classifier takes from a pretraining run: the paper's embedding and LSTM(s), or the embedding alone (ablation). */
-export type PretrainedParts = "embedding+lstm" | "embedding"
+export const PRETRAINED_PARTS = ["embedding+lstm", "embedding"] as const
+export type PretrainedParts = (typeof PRETRAINED_PARTS)[number]
 
 /** The parameter names a classifier takes from a pretraining run. */
 export function pretrainedNames(bidirectional: boolean, parts: PretrainedParts = "embedding+lstm"): Array<string> {

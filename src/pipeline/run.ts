@@ -15,7 +15,7 @@ import { selectBackend } from "../engine/backend.ts"
 import { BackendError, ConfigError, Diverged, NonFiniteLoss, PretrainedMismatch, RunDirError, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
-import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
+import { createTrainState, disposeTrainState, OPTIMIZER_FIELDS, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { type Batch, evaluationBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
 import { type Evaluation, type EvaluationSteps, evaluationSteps, meanFeature, perturbationLossSteps } from "../stages/evaluate.ts"
@@ -287,15 +287,8 @@ export function validationLogged(runDir: string, step: number, key = "validation
     })
 }
 
-export const optimizerConfig = (config: Config): OptimizerConfig => ({
-  learningRate: config.train.learningRate,
-  learningRateDecay: config.train.learningRateDecay,
-  maxGradNorm: config.train.maxGradNorm,
-  beta1: config.train.beta1,
-  beta2: config.train.beta2,
-  epsilon: config.train.adamEpsilon,
-  emaDecay: config.train.emaDecay
-})
+export const optimizerConfig = (config: Config): OptimizerConfig =>
+  Object.fromEntries(OPTIMIZER_FIELDS.map((k) => [k, config.train[k]])) as unknown as OptimizerConfig
 
 /** The classifier's shape for a config and its prepared data. */
 export const modelShapeOf = (config: Config, data: PreparedData): ModelShape => ({

@@ -7,7 +7,8 @@
  */
 import { Stream } from "effect"
 
-export type TokenizerKind = "ascii" | "unicode"
+export const TOKENIZERS = ["ascii", "unicode"] as const
+export type TokenizerKind = (typeof TOKENIZERS)[number]
 
 /** Word separators per tokenizer (also written into an exported model's tokenizer module, src/use/export.ts). */
 export const separators: Record<TokenizerKind, RegExp> = {

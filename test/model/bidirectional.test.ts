@@ -9,7 +9,7 @@ import fc from "fast-check"
 import { loadBlas } from "../../src/engine/blas.ts"
 import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
 import { embed, features, initialParams, isBidirectional, lstm, prefixStateOf, type ModelShape, type Params } from "../../src/model/classifier.ts"
-import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
+import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { makeBatch, rowsOf, sliceBatch, type Batch, type EncodedDoc, type StepBatches } from "../../src/stages/batch.ts"
 import { reverseIds } from "../../src/stages/lm-batch.ts"
@@ -273,7 +273,7 @@ for (const fused of engines) {
 }
 
 describe("bidirectional training step", () => {
-  const optimizer: OptimizerConfig = { learningRate: 0.02, learningRateDecay: 0.999, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+  const optimizer: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.02, learningRateDecay: 0.999 }
   const labeled = docsOf(Array.from({ length: 16 }, (_, i) => 1 + ((i * 5) % 11)), 11)
   const unlabeled = docsOf(Array.from({ length: 9 }, (_, i) => 2 + ((i * 3) % 10)), 12).map((d) => ({ ...d, label: -1 }))
   const WINDOW = 6

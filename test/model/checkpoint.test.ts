@@ -5,7 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { initialParams, type ModelShape } from "../../src/model/classifier.ts"
 import { classesMismatch, previousCheckpoint, readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
-import { applyGradients, createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
+import { applyGradients, createTrainState, disposeTrainState, type OptimizerConfig, type TrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { randomFloats, useBackend } from "../helpers.ts"
 
@@ -15,7 +15,7 @@ const dir = mkdtempSync(join(tmpdir(), "advtext-ckpt-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const shape: ModelShape = { vocabSize: 9, embeddingDim: 4, lstmUnits: 3, hiddenUnits: 2, numClasses: 3 }
-const config: OptimizerConfig = { learningRate: 0.01, learningRateDecay: 0.999, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+const config: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.01, learningRateDecay: 0.999 }
 const groups = ["params", "adamM", "adamV", "ema"] as const
 
 /** A state whose four groups all differ, after a few Adam steps, with a few special float values in it. */

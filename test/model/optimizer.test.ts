@@ -8,22 +8,15 @@ import {
   disposeTrainState,
   isClipped,
   learningRateAt,
-  type OptimizerConfig
+  type OptimizerConfig,
+  OPTIMIZER_DEFAULTS
 } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { randomFloats, take, useBackend, values } from "../helpers.ts"
 
 useBackend("cpu")
 
-const config: OptimizerConfig = {
-  learningRate: 0.01,
-  learningRateDecay: 0.9998,
-  maxGradNorm: 1,
-  beta1: 0.9,
-  beta2: 0.999,
-  epsilon: 1e-8,
-  emaDecay: 0.999
-}
+const config: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.01 }
 
 const shapes: Record<string, Array<number>> = {
   embedding: [5, 3],
@@ -129,7 +122,7 @@ describe("applyGradients: TF1 Adam + EMA (spec A4.1)", () => {
                 const gi = g[name as "w"][i]
                 m[name][i] = cfg.beta1 * m[name][i] + (1 - cfg.beta1) * gi
                 v[name][i] = cfg.beta2 * v[name][i] + (1 - cfg.beta2) * gi * gi
-                p[name][i] -= (stepSize * m[name][i]) / (Math.sqrt(v[name][i]) + cfg.epsilon)
+                p[name][i] -= (stepSize * m[name][i]) / (Math.sqrt(v[name][i]) + cfg.adamEpsilon)
                 ema[name][i] = decay * ema[name][i] + (1 - decay) * p[name][i]
               }
             }

@@ -7,7 +7,7 @@ import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
 import { embed, FEATURE_MEAN, features, head, initialParams, lstm, type ModelShape } from "../../src/model/classifier.ts"
 import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
-import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
+import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { evaluationBatches, makeBatch, type EncodedDoc, type StepBatches } from "../../src/stages/batch.ts"
 import { evaluate, meanFeature } from "../../src/stages/evaluate.ts"
@@ -20,7 +20,7 @@ const EOS_ID = V - 1
 const shape: ModelShape = { vocabSize: V, embeddingDim: 4, lstmUnits: 5, hiddenUnits: 3, numClasses: 2 }
 const WINDOW = 5
 
-const optimizer: OptimizerConfig = { learningRate: 0.02, learningRateDecay: 0.999, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 }
+const optimizer: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.02, learningRateDecay: 0.999 }
 const options: StepOptions = { seed: 7 << 8, embeddingKeepProb: 0.5, normalizeEmbeddings: true, optimizer }
 
 /**

@@ -69,7 +69,57 @@ test("the IMDB author validation split takes pos ids ≥ 10621 and neg ids ≥ 1
     { text: "a", label: 1, id },
     { text: "b", label: 0, id }
   ])
-  const split = splitCorpus({ name: "imdb", classes: ["neg", "pos"], train: docs, test: [docs[0]] }, resolveConfig({ data: { validationSplit: "imdb-author" } }))
+  const split = splitCorpus({ name: "imdb", classes: ["neg", "pos"], train: docs, test: [docs[0]] }, resolveConfig({ dataset: { kind: "imdb" }, data: { validationSplit: "imdb-author" } }))
   expect(split.validation.map((d) => `${d.label}:${d.id}`).sort()).toEqual(["0:10625", "1:10621", "1:10624", "1:10625"])
   expect(split.train).toHaveLength(4)
+})
+
+describe("config schema follows the code", () => {
+  test("one message lists field errors, unknown keys and cross-field problems together", () => {
+    const message = messageOf(() =>
+      resolveConfig({ seed: -1, backend: "gpu", dataset: { kind: "rt", train: "x.tsv" }, data: { validationSplit: "imdb-author" }, unlabeled: { source: "custom" }, bogus: 1 })
+    )
+    expect(message).toContain("6 problems")
+    for (const part of ["seed", "backend", "bogus", "dataset.train only applies", "dataset.unlabeled", 'needs dataset.kind "imdb"']) expect(message).toContain(part)
+  })
+
+  test("every string union accepts exactly its owning module's constant list", async () => {
+    const { METHODS } = await import("../../src/method/method.ts")
+    const { BACKENDS, ENGINE_CHOICES } = await import("../../src/engine/backend.ts")
+    const { TOKENIZERS } = await import("../../src/stages/tokenize.ts")
+    const { PRETRAINED_PARTS } = await import("../../src/pipeline/restore.ts")
+    const { DATASET_KINDS, UNLABELED_SOURCES, VALIDATION_SPLITS } = await import("../../src/pipeline/data.ts")
+    const { CUSTOM_FORMATS } = await import("../../src/data/sources.ts")
+    const { TASKS } = await import("../../src/pipeline/config.ts")
+    const fields: Array<[string, ReadonlyArray<string>, (v: string) => unknown]> = [
+      ["task", TASKS, (v) => ({ task: v })],
+      ["method", METHODS, (v) => ({ method: v })],
+      ["backend", BACKENDS, (v) => ({ backend: v })],
+      ["blas", ENGINE_CHOICES, (v) => ({ blas: v })],
+      ["fusedLstm", ENGINE_CHOICES, (v) => ({ fusedLstm: v })],
+      ["pretrainedParts", PRETRAINED_PARTS, (v) => ({ pretrainedParts: v })],
+      ["data.tokenizer", TOKENIZERS, (v) => ({ data: { tokenizer: v } })],
+      ["data.validationSplit", VALIDATION_SPLITS, (v) => ({ dataset: { kind: "imdb" }, data: { validationSplit: v } })],
+      ["dataset.kind", DATASET_KINDS, (v) => ({ dataset: { kind: v, ...(v === "custom" ? { train: "t.tsv" } : {}) } })],
+      ["dataset.format", CUSTOM_FORMATS, (v) => ({ dataset: { kind: "custom", train: "t.tsv", format: v } })],
+      ["unlabeled.source", UNLABELED_SOURCES, (v) => ({ dataset: { kind: "custom", train: "t.tsv", unlabeled: "u.txt" }, unlabeled: { source: v } })]
+    ]
+    for (const [field, values, input] of fields) {
+      expect(values.length).toBeGreaterThan(1)
+      for (const v of values) expect(() => resolveConfig(input(v))).not.toThrow()
+      const message = messageOf(() => resolveConfig(input("not-a-choice")))
+      expect(message).toContain(field)
+      for (const v of values) expect(message).toContain(JSON.stringify(v))
+    }
+  })
+
+  test("defaults come from the owning modules' constants, in the declared key order", async () => {
+    const { OPTIMIZER_DEFAULTS } = await import("../../src/model/optimizer.ts")
+    const { DEFAULT_PERTURBATION } = await import("../../src/method/method.ts")
+    const { optimizerConfig } = await import("../../src/pipeline/run.ts")
+    expect(DEFAULTS.train).toMatchObject(OPTIMIZER_DEFAULTS)
+    expect(DEFAULTS.perturbation).toMatchObject(DEFAULT_PERTURBATION)
+    expect(optimizerConfig(resolveConfig({ train: { adamEpsilon: 1e-6 } }))).toEqual({ ...OPTIMIZER_DEFAULTS, adamEpsilon: 1e-6 })
+    expect(Object.keys(resolveConfig({ train: { steps: 3 }, seed: 2 })).slice(0, 3)).toEqual(["name", "task", "seed"])
+  })
 })

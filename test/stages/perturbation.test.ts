@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import fc from "fast-check"
 import { selectBackend } from "../../src/engine/backend.ts"
 import { head, initialParams, lstm, type Params } from "../../src/model/classifier.ts"
-import { createTrainState, disposeTrainState } from "../../src/model/optimizer.ts"
+import { createTrainState, disposeTrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import { makeBatch } from "../../src/stages/batch.ts"
 import {
@@ -228,7 +228,7 @@ function setup(method: Method, seed = 5, extra: Partial<StepOptions> = {}, windo
     seed,
     embeddingKeepProb: 0.7,
     normalizeEmbeddings: true,
-    optimizer: { learningRate: 0.01, learningRateDecay: 1, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.999 },
+    optimizer: { ...OPTIMIZER_DEFAULTS, learningRate: 0.01, learningRateDecay: 1 },
     method,
     perturbation: { epsilon: 0.5, xi: 0.1, powerIterations: 1, lambda: 1, vatMicroBatch: 0 },
     ...extra

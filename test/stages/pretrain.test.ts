@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import { embed, initialParams, lstmSequence, type Params } from "../../src/model/classifier.ts"
-import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../../src/model/optimizer.ts"
+import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
 import type { EncodedDoc } from "../../src/stages/batch.ts"
 import { LmSchedule, lmEvaluationBatches, reverseIds, type LmBatch } from "../../src/stages/lm-batch.ts"
@@ -88,7 +88,7 @@ function newState(seed: number, bidirectional = false): TrainState {
   return state
 }
 
-const optimizer: OptimizerConfig = { learningRate: 0.02, learningRateDecay: 1, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, emaDecay: 0.99 }
+const optimizer: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.02, learningRateDecay: 1, emaDecay: 0.99 }
 /** An optimizer whose steps are far below float32 resolution: the weights stay put, so windows can be compared. */
 const frozen: OptimizerConfig = { ...optimizer, learningRate: 1e-15 }
 
