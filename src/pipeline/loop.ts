@@ -22,6 +22,7 @@ import { prepareData, type PreparedData } from "./data.ts"
 import type { DivergenceGuard, GuardedMetrics } from "./guard.ts"
 import { memoryPlanProblems, releaseAfterWasmExhaustion, withinWasmMemory } from "./memory-plan.ts"
 import { formatDuration, type Progress } from "./progress.ts"
+import { DataSources, RunProgress, Tokenizer } from "./services.ts"
 import {
   checkResumedConfig,
   divergenceAftermath,
@@ -66,7 +67,8 @@ export interface RunOptions {
   readonly cacheDir?: string | undefined
   /** Continue from the run dir's checkpoint instead of starting fresh. */
   readonly resume?: boolean
-  readonly progress: Progress
+  /** Where progress lines go; without it, the RunProgress service (default: the console). */
+  readonly progress?: Progress
   readonly stop?: StopSignal
   /** Called after every successful step (tests use it to simulate Ctrl-C). */
   readonly onStep?: (metrics: { readonly step: number }) => void
@@ -128,7 +130,10 @@ export interface RunContext {
  */
 export const startRun = (config: Config, options: RunOptions, headline: string): Effect.Effect<RunContext, UserError, Scope.Scope> =>
   Effect.gen(function* () {
-    const { runDir, progress } = options
+    const { runDir } = options
+    const progress = options.progress ?? (yield* RunProgress)
+    const tokenizer = yield* Tokenizer
+    const sources = yield* DataSources
     const resume = options.resume === true
     const stop = options.stop ?? { requested: false }
     yield* prepareRunDir(runDir, resume)
@@ -139,7 +144,8 @@ export const startRun = (config: Config, options: RunOptions, headline: string):
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
     progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
     progress.line(`loading ${config.dataset.kind} data…`)
-    const data = yield* prepareData(config, { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }, (l) => progress.line(l))
+    const location = { dataDir: options.dataDir, cacheDir: options.cacheDir, download: config.dataset.download }
+    const data = yield* prepareData(config, location, (l) => progress.line(l), { tokenize: tokenizer.tokenize, loadSources: sources.load })
     const frequencies = yield* Effect.acquireRelease(
       Effect.sync(() => tf.tensor1d(data.vocabulary.frequencies())),
       (t) => Effect.sync(() => releaseAfterWasmExhaustion(() => t.dispose()))
