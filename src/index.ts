@@ -63,12 +63,15 @@ export { runPretraining, type PretrainOutcome, type PretrainSummary } from "./pi
 export { classifierTask } from "./pipeline/run.ts"
 export { languageModelTask } from "./pipeline/pretrain.ts"
 export { runTrainingLoop, type LoopTask, type RunContext, type TrainingTask } from "./pipeline/loop.ts"
+export { fileRunStorage, type RunStorageShape } from "./pipeline/run-dir.ts"
 export {
   DataSources,
   dataSourcesLayer,
   type DataSourcesShape,
   progressLayer,
   RunProgress,
+  RunStorage,
+  runStorageLayer,
   Tokenizer,
   tokenizerLayer,
   type TokenizerShape

@@ -22,17 +22,8 @@ import { prepareData, type PreparedData } from "./data.ts"
 import type { DivergenceGuard, GuardedMetrics } from "./guard.ts"
 import { memoryPlanProblems, releaseAfterWasmExhaustion, withinWasmMemory } from "./memory-plan.ts"
 import { formatDuration, type Progress } from "./progress.ts"
-import { DataSources, RunProgress, Tokenizer } from "./services.ts"
-import {
-  checkResumedConfig,
-  divergenceAftermath,
-  metricsLog,
-  prepareRunDir,
-  readRunCheckpoint,
-  runDirError,
-  runGuard,
-  writeFileAtomic
-} from "./run-dir.ts"
+import { divergenceAftermath, evaluationLogged, runDirError, runGuard, type RunStorageShape } from "./run-dir.ts"
+import { DataSources, RunProgress, RunStorage, Tokenizer } from "./services.ts"
 
 export interface StopSignal {
   requested: boolean
@@ -116,6 +107,10 @@ export interface RunContext {
   readonly resume: boolean
   readonly stop: StopSignal
   readonly progress: Progress
+  /** Where the run's config, metrics, checkpoints and summary go (the RunStorage service). */
+  readonly storage: RunStorageShape
+  /** Whether the metrics log holds an evaluation record of `step` (one with `key`). */
+  readonly evaluationLogged: (step: number, key: string) => boolean
   readonly backend: ActiveBackend
   readonly data: PreparedData
   /** Unigram frequencies as a tensor, released with the run's scope. */
@@ -134,11 +129,10 @@ export const startRun = (config: Config, options: RunOptions, headline: string):
     const progress = options.progress ?? (yield* RunProgress)
     const tokenizer = yield* Tokenizer
     const sources = yield* DataSources
+    const storage = yield* RunStorage
     const resume = options.resume === true
     const stop = options.stop ?? { requested: false }
-    yield* prepareRunDir(runDir, resume)
-    if (resume) yield* checkResumedConfig(config, runDir, (l) => progress.line(l))
-    else writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+    yield* storage.open(runDir, config, resume, (l) => progress.line(l))
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
     const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
@@ -151,7 +145,8 @@ export const startRun = (config: Config, options: RunOptions, headline: string):
       (t) => Effect.sync(() => releaseAfterWasmExhaustion(() => t.dispose()))
     )
     const evaluationPass = <A>(label: string, steps: EvaluationSteps<A>, total: number) => interruptible(label, steps, total, stop, progress)
-    return { config, options, runDir, resume, stop, progress, backend, data, frequencies, evaluationPass }
+    const logged = (step: number, key: string) => evaluationLogged(storage.loggedMetrics(runDir), step, key)
+    return { config, options, runDir, resume, stop, progress, storage, evaluationLogged: logged, backend, data, frequencies, evaluationPass }
   })
 
 /**
@@ -171,7 +166,7 @@ export const acquireTrainState = <X>(
     Effect.try({
       try: (): { state: TrainState; extra: X; priorWallSeconds: number } => {
         if (!ctx.resume) return { ...options.fresh(), priorWallSeconds: 0 }
-        const ckpt = readRunCheckpoint(ctx.runDir, ctx.data.vocabulary.words, options.classes)
+        const ckpt = ctx.storage.readCheckpoint(ctx.runDir, ctx.data.vocabulary.words, options.classes)
         if (!ckpt.verified) ctx.progress.line(`note: ${join(ctx.runDir, CHECKPOINT)} predates checkpoint checksums; it was loaded without verification`)
         const extra = options.restored(ckpt)
         return { state: trainStateFromCheckpoint(ckpt), extra, priorWallSeconds: Number(ckpt.meta.wallSeconds ?? 0) }
@@ -207,8 +202,8 @@ export interface LoopTask<B, M extends LoopMetrics, S> {
   readonly evaluate: (step: number) => Effect.Effect<void>
   /** On resume: the evaluation of the checkpoint's step is due but missing from the log (a stop cut it short). */
   readonly evaluationMissing: (startStep: number) => boolean
-  /** Writes the run dir's checkpoint (throws on failure). */
-  readonly writeCheckpoint: (wallSeconds: number) => void
+  /** What the checkpoint holds beside the state: its metadata and extra arrays. */
+  readonly checkpoint: (wallSeconds: number) => { readonly meta: Readonly<Record<string, unknown>>; readonly extras?: Readonly<Record<string, { readonly shape: ReadonlyArray<number>; readonly data: Float32Array }>> }
   /** The final evaluation, its record logged: the summary and its closing line; undefined when a stop cut it short. */
   readonly finish: () => Effect.Effect<{ readonly summary: S; readonly line: string } | undefined>
 }
@@ -247,7 +242,7 @@ const stepLoop = <B, M extends LoopMetrics, S>(
   const { state, noun } = task
   const startStep = state.step
   const totalSteps = config.train.steps
-  const aftermath = (firstBadWeights: number) => divergenceAftermath(runDir, firstBadWeights, config.train.learningRate)
+  const aftermath = (firstBadWeights: number) => divergenceAftermath(ctx.storage, runDir, firstBadWeights, config.train.learningRate)
   const loopStart = performance.now()
   let stepsDone = 0
   let workDone = 0
@@ -292,12 +287,15 @@ export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, opt
       const start = yield* training.start(ctx)
       const startStep = start.state.step
       const totalSteps = config.train.steps
-      const writeMetrics = yield* metricsLog(runDir, resume, startStep)
-      const guard = runGuard(config, runDir, resume, start.chanceLoss, start.hiddenUnits, start.guarded)
+      const writeMetrics = yield* ctx.storage.metricsLog(runDir, resume, startStep)
+      const guard = runGuard(config, resume ? ctx.storage.loggedMetrics(runDir) : [], start.chanceLoss, start.hiddenUnits, start.guarded)
       const wallSeconds = () => start.priorWallSeconds + (performance.now() - started) / 1000
       const task = start.plug({ writeMetrics, wallSeconds })
       const saveCheckpoint = Effect.try({
-        try: () => task.writeCheckpoint(wallSeconds()),
+        try: () => {
+          const { meta, extras } = task.checkpoint(wallSeconds())
+          ctx.storage.writeCheckpoint(runDir, task.state, meta, extras ?? {})
+        },
         catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
       })
       // A stop during the evaluation of the checkpoint's step left it out of the log: run it now, as the
@@ -319,7 +317,10 @@ export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, opt
         progress.line(`stopped during the final evaluation; the checkpoint (step ${step}) is kept. Finish it with: bun run pipeline --resume ${runDir}`)
         return { status: "interrupted", step } as const
       }
-      writeFileAtomic(join(runDir, "summary.json"), JSON.stringify(final.summary, null, 2) + "\n")
+      yield* Effect.try({
+        try: () => ctx.storage.writeSummary(runDir, final.summary),
+        catch: (cause) => runDirError(`cannot write the summary in ${runDir}: ${(cause as Error).message}`)
+      })
       progress.line(final.line)
       return { status: "completed", summary: final.summary } as const
     })

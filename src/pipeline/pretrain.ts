@@ -9,10 +9,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import { join } from "node:path"
 import { InvalidDataset, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
-import { CHECKPOINT, extraOf, writeCheckpoint } from "../model/checkpoint.ts"
+import { extraOf } from "../model/checkpoint.ts"
 import { createTrainState, type TrainState } from "../model/optimizer.ts"
 import { permutation, rng } from "../random.ts"
 import type { EncodedDoc } from "../stages/batch.ts"
@@ -32,7 +31,6 @@ import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
 import { acquireTrainState, type LoopOutcome, type LoopTask, optimizerConfig, type RunContext, type RunOptions, runTrainingLoop, type TrainingTask } from "./loop.ts"
 import { formatDuration } from "./progress.ts"
-import { validationLogged } from "./run-dir.ts"
 
 export interface PretrainSummary {
   readonly name: string
@@ -122,7 +120,7 @@ const finalLmEvaluation = (ctx: RunContext, state: TrainState, corpus: LmCorpus,
   Effect.gen(function* () {
     const { config, data, runDir } = ctx
     // The periodic evaluation may have logged this step already (in this process or before a resume): not twice.
-    const evaluatedNow = validationLogged(runDir, state.step, "trainPerplexity")
+    const evaluatedNow = ctx.evaluationLogged(state.step, "trainPerplexity")
     const final = yield* lmEvaluation(ctx, state, corpus)
     if (final === undefined) return undefined
     const evaluation = final.validation
@@ -159,7 +157,7 @@ interface LmPlug {
 
 /** The language model plugged into the loop, once its state (and the LSTM state carried across windows) is loaded. */
 function lmLoopTask(ctx: RunContext, plug: LmPlug): LoopTask<LmBatch, LmStepMetrics, PretrainSummary> {
-  const { config, data, frequencies, progress, runDir } = ctx
+  const { config, data, frequencies, progress } = ctx
   const { state, corpus, writeMetrics } = plug
   const bidirectional = config.model.bidirectional
   const [B, H, K] = [config.train.batchSize, config.model.lstmUnits, config.lm.candidateSamples]
@@ -203,15 +201,11 @@ function lmLoopTask(ctx: RunContext, plug: LmPlug): LoopTask<LmBatch, LmStepMetr
         progress.line(`step ${step}: perplexity train ${perplexityText(record.trainPerplexity)}` + (validation ? `, validation ${perplexityText(validation.perplexity)}` : "") + ` (full softmax, EMA weights)`)
       }),
     // At the last step the final evaluation logs it.
-    evaluationMissing: (startStep) => startStep < config.train.steps && evaluationDue(startStep) && !validationLogged(runDir, startStep, "trainPerplexity"),
-    writeCheckpoint: (wall) =>
-      writeCheckpoint(
-        join(runDir, CHECKPOINT),
-        state,
-        { task: "language-model", vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, seed: config.seed, bidirectional, wallSeconds: wall },
-        Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]])),
-        { keepPrevious: true }
-      ),
+    evaluationMissing: (startStep) => startStep < config.train.steps && evaluationDue(startStep) && !ctx.evaluationLogged(startStep, "trainPerplexity"),
+    checkpoint: (wall) => ({
+      meta: { task: "language-model", vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, seed: config.seed, bidirectional, wallSeconds: wall },
+      extras: Object.fromEntries(carried.flatMap((s, i) => [[carriedName(i, "c"), { shape: [B, H], data: s.c }], [carriedName(i, "h"), { shape: [B, H], data: s.h }]]))
+    }),
     finish: () => finalLmEvaluation(ctx, state, corpus, writeMetrics, plug.wallSeconds)
   }
 }

@@ -8,7 +8,8 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync
 import { join } from "node:path"
 import { Effect } from "effect"
 import { ConfigError, RunDirError } from "../errors.ts"
-import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT, classesMismatch, type LoadedCheckpoint, readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import type { TrainState } from "../model/optimizer.ts"
 import { firstVocabularyDifference } from "../stages/vocabulary.ts"
 import { type Config, RESUMABLE_FIELDS, resolveConfig, resumeChanges } from "./config.ts"
 import { DivergenceGuard, type GuardedMetrics, keepCheckpointBefore } from "./guard.ts"
@@ -142,16 +143,9 @@ export function metricsLog(runDir: string, resume: boolean, startStep: number): 
  * The divergence guard of a run, fed on resume with the steps already in metrics.jsonl (truncated to the checkpoint)
  * so that its window and dead-unit streak are those of an uninterrupted run.
  */
-export function runGuard(config: Config, runDir: string, resume: boolean, chanceLoss: number, hiddenUnits: number, toGuarded: (record: Record<string, number>) => GuardedMetrics) {
+export function runGuard(config: Config, logged: ReadonlyArray<Record<string, number>>, chanceLoss: number, hiddenUnits: number, toGuarded: (record: Record<string, number>) => GuardedMetrics) {
   const guard = new DivergenceGuard(config.guard, chanceLoss, hiddenUnits)
-  const path = join(runDir, "metrics.jsonl")
-  if (resume && existsSync(path)) {
-    for (const line of readFileSync(path, "utf8").split("\n")) {
-      if (line === "") continue
-      const record = JSON.parse(line) as Record<string, number>
-      if ("loss" in record) guard.observe(toGuarded(record))
-    }
-  }
+  for (const record of logged) if ("loss" in record) guard.observe(toGuarded(record))
   return guard
 }
 
@@ -159,25 +153,70 @@ export function runGuard(config: Config, runDir: string, resume: boolean, chance
  * The message tail after a divergence or a NaN first seen in the loss of the weights after `firstBadWeights` updates:
  * what became of the checkpoint (always one from before those weights, see keepCheckpointBefore) and what to do.
  */
-export function divergenceAftermath(runDir: string, firstBadWeights: number, learningRate: number): string {
+export function divergenceAftermath(storage: RunStorageShape, runDir: string, firstBadWeights: number, learningRate: number): string {
   let kept: string
   try {
-    kept = keepCheckpointBefore(runDir, firstBadWeights)
+    kept = storage.keepCheckpointBefore(runDir, firstBadWeights)
   } catch (cause) {
     kept = `the checkpoint in ${runDir} could not be checked (${(cause as Error).message}); do not resume it without looking`
   }
   return `${kept[0].toUpperCase()}${kept.slice(1)}. Start a new run with a lower train.learningRate (now ${learningRate}) or check the data; the guard section sets these limits.`
 }
 
-/** Whether metrics.jsonl already holds an evaluation record of `step` (one with `key`). */
-export function validationLogged(runDir: string, step: number, key = "validationError"): boolean {
+/** The records of metrics.jsonl (none when there is none yet). */
+export function loggedMetrics(runDir: string): Array<Record<string, number>> {
   const path = join(runDir, "metrics.jsonl")
-  if (!existsSync(path)) return false
+  if (!existsSync(path)) return []
   return readFileSync(path, "utf8")
     .split("\n")
-    .some((l) => {
-      if (l === "") return false
-      const record = JSON.parse(l) as { step: number }
-      return record.step === step && key in record
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as Record<string, number>)
+}
+
+/** Whether the metrics log already holds an evaluation record of `step` (one with `key`). */
+export const evaluationLogged = (logged: ReadonlyArray<Record<string, number>>, step: number, key: string): boolean =>
+  logged.some((record) => record.step === step && key in record)
+
+type CheckpointExtras = Readonly<Record<string, { readonly shape: ReadonlyArray<number>; readonly data: Float32Array }>>
+
+/**
+ * Where a run keeps what it writes (the RunStorage service, src/pipeline/services.ts). The default, fileRunStorage,
+ * is the run directory on disk; another storage must keep its guarantees: a write either lands whole or not at all,
+ * and the metrics log on resume holds nothing past the checkpoint.
+ */
+export interface RunStorageShape {
+  /** A fresh run: a writable run dir without a checkpoint, and its config recorded; a resume: a checkpoint and the config check. */
+  readonly open: (runDir: string, config: Config, resume: boolean, log: (line: string) => void) => Effect.Effect<void, RunDirError | ConfigError>
+  /** The metrics log's writer (on resume, first cut back to the checkpoint's step; see metricsLog). */
+  readonly metricsLog: (runDir: string, resume: boolean, startStep: number) => Effect.Effect<(record: Record<string, unknown>) => void, RunDirError>
+  readonly loggedMetrics: (runDir: string) => ReadonlyArray<Record<string, number>>
+  /** The checkpoint to resume from, checked against the data's vocabulary (and classes); throws when refused. */
+  readonly readCheckpoint: (runDir: string, vocabulary: ReadonlyArray<string>, classes?: ReadonlyArray<string>) => LoadedCheckpoint
+  /** Writes the checkpoint, keeping the previous one (throws on failure). */
+  readonly writeCheckpoint: (runDir: string, state: TrainState, meta: Readonly<Record<string, unknown>>, extras: CheckpointExtras) => void
+  readonly writeSummary: (runDir: string, summary: unknown) => void
+  /** After a divergence: leaves a checkpoint from before `firstBadWeights` updates; says what became of it. */
+  readonly keepCheckpointBefore: (runDir: string, firstBadWeights: number) => string
+}
+
+/** Opens a run dir on disk: see RunStorageShape.open. */
+const openRunDir = (runDir: string, config: Config, resume: boolean, log: (line: string) => void) =>
+  Effect.gen(function* () {
+    yield* prepareRunDir(runDir, resume)
+    if (resume) return yield* checkResumedConfig(config, runDir, log)
+    yield* Effect.try({
+      try: () => writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n"),
+      catch: (cause) => runDirError(`cannot write ${join(runDir, "config.json")}: ${(cause as Error).message}`)
     })
+  })
+
+/** The run directory on disk (config.json, metrics.jsonl, checkpoint.ckpt and its predecessor, summary.json). */
+export const fileRunStorage: RunStorageShape = {
+  open: openRunDir,
+  metricsLog,
+  loggedMetrics,
+  readCheckpoint: readRunCheckpoint,
+  writeCheckpoint: (runDir, state, meta, extras) => writeCheckpoint(join(runDir, CHECKPOINT), state, meta, extras, { keepPrevious: true }),
+  writeSummary: (runDir, summary) => writeFileAtomic(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n"),
+  keepCheckpointBefore
 }

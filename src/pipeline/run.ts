@@ -12,7 +12,6 @@ import { Effect } from "effect"
 import { join } from "node:path"
 import { PretrainedMismatch, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
-import { CHECKPOINT, writeCheckpoint } from "../model/checkpoint.ts"
 import { createTrainState, type TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { type Batch, evaluationBatches, type StepBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
@@ -23,7 +22,6 @@ import type { PreparedData } from "./data.ts"
 import { acquireTrainState, type LoopOutcome, type LoopTask, optimizerConfig, type RunContext, type RunOptions, runTrainingLoop, type TrainingTask } from "./loop.ts"
 import { formatDuration } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
-import { validationLogged } from "./run-dir.ts"
 
 export { interruptible, type RunOptions, type StopSignal, stopOnSigint } from "./loop.ts"
 
@@ -183,7 +181,7 @@ const finalEvaluation = (ctx: RunContext, state: TrainState, evaluations: Return
 
 /** The classifier plugged into the loop, once its state is loaded. */
 function classifierLoopTask(ctx: RunContext, state: TrainState, writeMetrics: (r: Record<string, unknown>) => void, wallSeconds: () => number): LoopTask<StepBatches, StepMetrics, RunSummary> {
-  const { config, data, frequencies, progress, runDir } = ctx
+  const { config, data, frequencies, progress } = ctx
   const stepOptions = stepOptionsOf(config)
   const evaluations = classifierEvaluations(ctx, state, stepOptions)
   let lastValidation: Evaluation | undefined
@@ -206,15 +204,10 @@ function classifierLoopTask(ctx: RunContext, state: TrainState, writeMetrics: (r
         writeMetrics({ step, validationError: validation.error, validationLoss: validation.loss, ...perturbedFields(perturbed) })
         progress.line(`step ${step}: validation error ${(validation.error * 100).toFixed(2)}% (loss ${validation.loss.toFixed(4)}, EMA weights)`)
       }),
-    evaluationMissing: (startStep) => validationDue(startStep) && !validationLogged(runDir, startStep),
-    writeCheckpoint: (wall) =>
-      writeCheckpoint(
-        join(runDir, CHECKPOINT),
-        state,
-        { vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, classes: data.classes, method: config.method, seed: config.seed, wallSeconds: wall },
-        {},
-        { keepPrevious: true }
-      ),
+    evaluationMissing: (startStep) => validationDue(startStep) && !ctx.evaluationLogged(startStep, "validationError"),
+    checkpoint: (wall) => ({
+      meta: { vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, classes: data.classes, method: config.method, seed: config.seed, wallSeconds: wall }
+    }),
     finish: () => finalEvaluation(ctx, state, evaluations, writeMetrics, wallSeconds)
   }
 }

@@ -19,6 +19,7 @@ import { tokenize, type TokenizeOptions } from "../stages/tokenize.ts"
 import type { Config } from "./config.ts"
 import { loadSources } from "./data.ts"
 import { consoleProgress, type Progress } from "./progress.ts"
+import { fileRunStorage, type RunStorageShape } from "./run-dir.ts"
 
 export interface TokenizerShape {
   /** The tokens of one document; `options` are the config's data.lowercase and data.tokenizer. */
@@ -45,3 +46,8 @@ export const dataSourcesLayer = (load: DataSourcesShape["load"]): Layer.Layer<ne
 export const RunProgress: Context.Reference<Progress> = Context.Reference<Progress>("advtext/RunProgress", { defaultValue: () => consoleProgress() })
 
 export const progressLayer = (progress: Progress): Layer.Layer<never> => Layer.succeed(RunProgress, progress)
+
+export const RunStorage: Context.Reference<RunStorageShape> = Context.Reference<RunStorageShape>("advtext/RunStorage", { defaultValue: () => fileRunStorage })
+
+/** A layer replacing where the run keeps its config, metrics, checkpoints and summary (see RunStorageShape). */
+export const runStorageLayer = (storage: RunStorageShape): Layer.Layer<never> => Layer.succeed(RunStorage, storage)

@@ -1,0 +1,49 @@
+/** The run's plug points (src/pipeline/services.ts): each default is the library's behaviour; a layer replaces one. */
+import { expect, test } from "bun:test"
+import { Effect, Layer, Stream } from "effect"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { CHECKPOINT } from "../../src/model/checkpoint.ts"
+import type { Progress } from "../../src/pipeline/progress.ts"
+import { fileRunStorage, type RunStorageShape } from "../../src/pipeline/run-dir.ts"
+import { runPipeline } from "../../src/pipeline/run.ts"
+import { dataSourcesLayer, progressLayer, runStorageLayer } from "../../src/pipeline/services.ts"
+import { rng } from "../../src/random.ts"
+import { sentence, tempDir, tinyConfig } from "./fixtures.ts"
+
+test("data sources, progress and run storage layers replace the defaults; the run's schedule goes through them", async () => {
+  const random = rng(11, "services-test")
+  const docs = (n: number) => Array.from({ length: n }, () => (random.uniform() < 0.5 ? 0 : 1)).map((label) => ({ text: sentence(label === 0 ? "neg" : "pos", random), label }))
+  // An in-memory corpus: the config's dataset files are never read (they do not exist).
+  const corpus = { name: "in-memory", classes: ["neg", "pos"], train: docs(160), test: docs(40) }
+  const unlabeled = () => Stream.fromIterable(docs(50).map((d) => d.text))
+  const lines: Array<string> = []
+  const progress: Progress = { line: (text) => void lines.push(text), status() {}, done() {} }
+  const checkpointSteps: Array<number> = []
+  const summaries: Array<unknown> = []
+  const storage: RunStorageShape = {
+    ...fileRunStorage,
+    writeCheckpoint: (runDir, state, meta, extras) => {
+      checkpointSteps.push(state.step)
+      fileRunStorage.writeCheckpoint(runDir, state, meta, extras)
+    },
+    writeSummary: (runDir, summary) => {
+      summaries.push(summary)
+      fileRunStorage.writeSummary(runDir, summary)
+    }
+  }
+  const config = tinyConfig(join(tempDir(), "missing"), { train: { steps: 10, checkpointEvery: 4 } })
+  const runDir = join(tempDir(), "run")
+  const layers = Layer.mergeAll(dataSourcesLayer(() => Effect.succeed({ corpus, unlabeled })), progressLayer(progress), runStorageLayer(storage))
+  const outcome = await Effect.runPromise(runPipeline(config, { runDir }).pipe(Effect.provide(layers)))
+  if (outcome.status !== "completed") throw new Error("the run did not complete")
+  expect(outcome.summary.trainExamples + Math.round(160 * config.data.validationFraction)).toBe(160)
+  expect(outcome.summary.unlabeledExamples).toBe(50)
+  expect(outcome.summary.testExamples).toBe(40)
+  expect(checkpointSteps).toEqual([4, 8, 10])
+  expect(summaries).toEqual([outcome.summary])
+  expect(JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8"))).toEqual(outcome.summary)
+  expect(existsSync(join(runDir, CHECKPOINT))).toBe(true)
+  expect(lines[0]).toStartWith("advtext: tiny · method baseline")
+  expect(lines.at(-1)).toContain("test error")
+}, 120_000)
