@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, type Scope, Stream } from "effect"
 import { join } from "node:path"
 import { type ActiveBackend, selectBackend } from "../engine/backend.ts"
+import { scopedWorkspacePool } from "../engine/gates.ts"
 import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { BackendError, ConfigError, Diverged, NonFiniteLoss, type UserError } from "../errors.ts"
 import { CHECKPOINT, type LoadedCheckpoint, trainStateFromCheckpoint } from "../model/checkpoint.ts"
@@ -25,31 +26,13 @@ import { formatDuration, type Progress } from "./progress.ts"
 import { divergenceAftermath, evaluationLogged, runDirError, runGuard, type RunStorageShape } from "./run-dir.ts"
 import { DataSources, RunProgress, RunStorage, Tokenizer } from "./services.ts"
 
+/**
+ * A stop request from code embedding the run (the CLIs interrupt the run's fiber instead, see main.ts signalStop):
+ * once `requested`, the loop stops after the current step or evaluation batch, writes a checkpoint and returns the
+ * "interrupted" outcome.
+ */
 export interface StopSignal {
   requested: boolean
-}
-
-/**
- * Ctrl-C handling for long runs: the first SIGINT (or SIGTERM, as sent by `timeout` and job schedulers) asks the loop
- * to stop after the current step (it then writes a checkpoint); a second one exits at once with 130. Call `release`
- * when the run is over.
- */
-export function stopOnSigint(): { readonly stop: StopSignal; release(): void } {
-  const stop: StopSignal = { requested: false }
-  const onSigint = () => {
-    if (stop.requested) process.exit(130)
-    stop.requested = true
-    process.stderr.write("\nstopping after this step or evaluation batch (Ctrl-C again to quit without a checkpoint)…\n")
-  }
-  process.on("SIGINT", onSigint)
-  process.on("SIGTERM", onSigint)
-  return {
-    stop,
-    release: () => {
-      process.off("SIGINT", onSigint)
-      process.off("SIGTERM", onSigint)
-    }
-  }
 }
 
 export interface RunOptions {
@@ -67,26 +50,28 @@ export interface RunOptions {
 
 export type LoopOutcome<S> = { readonly status: "completed"; readonly summary: S } | { readonly status: "interrupted"; readonly step: number }
 
+/** One turn of the event loop, where signal handlers run; the fiber can be interrupted while it waits. */
+const eventLoopTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 /**
- * One evaluation pass, a batch per event-loop turn: a Ctrl-C or SIGTERM gets through between batches (the result is
- * then undefined), and once it has taken a few seconds a status line shows its progress and ETA.
+ * One evaluation pass, a batch per event-loop turn: a stop request or an interruption (Ctrl-C or SIGTERM in the CLI)
+ * gets through between batches (a stop request makes the result undefined), and once it has taken a few seconds a
+ * status line shows its progress and ETA. The pass's tensors are released however it ends.
  */
 export const interruptible = <A>(label: string, steps: EvaluationSteps<A>, total: number, stop: StopSignal, progress: Progress): Effect.Effect<A | undefined> =>
-  Effect.promise(async () => {
+  Effect.suspend(() => {
     const started = performance.now()
-    try {
+    const batches = Effect.gen(function* () {
       for (;;) {
-        // Signal handlers run only when the event loop turns.
-        await new Promise<void>((resolve) => setImmediate(resolve))
+        yield* eventLoopTurn
         if (stop.requested) return undefined
         const next = steps.next()
         if (next.done) return next.value
         const elapsed = (performance.now() - started) / 1000
         if (elapsed > 3) progress.status(`${label}: batch ${next.value}/${total}  ETA ${formatDuration((elapsed * (total - next.value)) / next.value)}`)
       }
-    } finally {
-      steps.return(undefined as never) // releases the pass's tensors when it was stopped early
-    }
+    })
+    return Effect.ensuring(batches, Effect.sync(() => void steps.return(undefined as never)))
   })
 
 export const optimizerConfig = (config: Config): OptimizerConfig => ({
@@ -134,6 +119,7 @@ export const startRun = (config: Config, options: RunOptions, headline: string):
     const stop = options.stop ?? { requested: false }
     yield* storage.open(runDir, config, resume, (l) => progress.line(l))
     const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
+    yield* scopedWorkspacePool
     const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })
     progress.line(`advtext: ${config.name} · ${headline} · seed ${config.seed} · backend ${backend.description}`)
@@ -251,6 +237,8 @@ const stepLoop = <B, M extends LoopMetrics, S>(
     Stream.takeWhile(() => !stop.requested),
     Stream.runForEach((batch) =>
       Effect.gen(function* () {
+        // Signal handlers run here, so a Ctrl-C interrupts the run at this step boundary rather than steps later.
+        yield* eventLoopTurn
         const result = withinWasmMemory(config, ctx.data.vocabulary.size, `${noun} step ${state.step + 1}`, () => task.trainStep(batch))
         if (result instanceof BackendError) return yield* result
         if (!result.ok) {
@@ -303,18 +291,30 @@ export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, opt
       if (resume && task.evaluationMissing(startStep)) yield* task.evaluate(startStep)
       if (startStep >= totalSteps) progress.line(`checkpoint is already at step ${startStep} of ${totalSteps}`)
       else progress.line(`training steps ${startStep + 1}…${totalSteps}`)
-      yield* stepLoop(ctx, task, guard, start.guarded, writeMetrics, saveCheckpoint)
+      const stoppedAt = (step: number) => progress.line(`stopped at step ${step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
+      // Interrupted (Ctrl-C in the CLI) between steps or during an evaluation: the state is that of a finished step,
+      // so the finalizer checkpoints it, as a stop request does below.
+      const checkpointOnInterrupt = Effect.gen(function* () {
+        progress.done()
+        const saved = yield* Effect.result(saveCheckpoint)
+        if (saved._tag === "Failure") progress.line(`stopped at step ${task.state.step}, but ${saved.failure.message}`)
+        else stoppedAt(task.state.step)
+      })
+      yield* Effect.onInterrupt(stepLoop(ctx, task, guard, start.guarded, writeMetrics, saveCheckpoint), () => checkpointOnInterrupt)
       progress.done()
       yield* saveCheckpoint
       const step = task.state.step
       if (stop.requested && step < totalSteps) {
-        progress.line(`stopped at step ${step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
+        stoppedAt(step)
         return { status: "interrupted", step } as const
       }
-      const final = yield* task.finish()
-      if (final === undefined) {
+      const finalStopped = () => {
         progress.done()
         progress.line(`stopped during the final evaluation; the checkpoint (step ${step}) is kept. Finish it with: bun run pipeline --resume ${runDir}`)
+      }
+      const final = yield* Effect.onInterrupt(task.finish(), () => Effect.sync(finalStopped))
+      if (final === undefined) {
+        finalStopped()
         return { status: "interrupted", step } as const
       }
       yield* Effect.try({

@@ -23,7 +23,7 @@ import { acquireTrainState, type LoopOutcome, type LoopTask, optimizerConfig, ty
 import { formatDuration } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
 
-export { interruptible, type RunOptions, type StopSignal, stopOnSigint } from "./loop.ts"
+export { interruptible, type RunOptions, type StopSignal } from "./loop.ts"
 
 export interface RunSummary {
   readonly name: string

@@ -1,15 +1,18 @@
 /** The run's plug points (src/pipeline/services.ts): each default is the library's behaviour; a layer replaces one. */
 import { expect, test } from "bun:test"
-import { Effect, Layer, Stream } from "effect"
+import * as tf from "@tensorflow/tfjs-core"
+import { Cause, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { CHECKPOINT } from "../../src/model/checkpoint.ts"
-import type { Progress } from "../../src/pipeline/progress.ts"
+import { pooledWorkspaceBytes } from "../../src/engine/gates.ts"
+import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
+import { CHECKPOINT, readCheckpoint } from "../../src/model/checkpoint.ts"
+import { type Progress, silentProgress } from "../../src/pipeline/progress.ts"
 import { fileRunStorage, type RunStorageShape } from "../../src/pipeline/run-dir.ts"
 import { runPipeline } from "../../src/pipeline/run.ts"
 import { dataSourcesLayer, progressLayer, runStorageLayer } from "../../src/pipeline/services.ts"
 import { rng } from "../../src/random.ts"
-import { sentence, tempDir, tinyConfig } from "./fixtures.ts"
+import { metricLines, sentence, tempDir, tinyConfig, writeTinyDataset } from "./fixtures.ts"
 
 test("data sources, progress and run storage layers replace the defaults; the run's schedule goes through them", async () => {
   const random = rng(11, "services-test")
@@ -47,3 +50,40 @@ test("data sources, progress and run storage layers replace the defaults; the ru
   expect(lines[0]).toStartWith("advtext: tiny · method baseline")
   expect(lines.at(-1)).toContain("test error")
 }, 120_000)
+
+test("a run's scope owns the workspace pool: workspaces are reused during the run and let go when it ends", async () => {
+  const config = tinyConfig(writeTinyDataset(tempDir(), { train: 80, test: 20 }), { train: { steps: 3 } })
+  const pooledDuringRun: Array<number> = []
+  const outcome = await Effect.runPromise(
+    runPipeline(config, { runDir: join(tempDir(), "run"), progress: silentProgress, onStep: () => void pooledDuringRun.push(pooledWorkspaceBytes()) })
+  )
+  expect(outcome.status).toBe("completed")
+  // Workspaces exist only with the fused LSTM (a BLAS loaded); without it the pool is never used.
+  if (fusedLstmEngine() !== undefined) expect(Math.max(...pooledDuringRun)).toBeGreaterThan(0)
+  expect(pooledWorkspaceBytes()).toBe(0)
+})
+
+// At step 8 the interruption lands in the step's validation, which the log then leaves out and --resume runs first.
+test.each([6, 8])("interrupting a run's fiber after step %i checkpoints that step; --resume then reaches the uninterrupted run's log", async (at) => {
+  const config = tinyConfig(writeTinyDataset(tempDir(), { train: 120, test: 40 }), { train: { steps: 10, evalEvery: 4, checkpointEvery: 1000 } })
+  const straight = join(tempDir(), "straight")
+  expect((await Effect.runPromise(runPipeline(config, { runDir: straight, progress: silentProgress }))).status).toBe("completed")
+  const runDir = join(tempDir(), "interrupted")
+  const lines: Array<string> = []
+  const progress: Progress = { line: (text) => void lines.push(text), status() {}, done() {} }
+  let fiber: Fiber.Fiber<unknown, unknown> | undefined
+  const exit = await Effect.runPromise(
+    Effect.gen(function* () {
+      fiber = yield* Effect.forkChild(runPipeline(config, { runDir, progress, onStep: (m) => void (m.step === at && fiber?.interruptUnsafe()) }))
+      return yield* Fiber.await(fiber)
+    })
+  )
+  expect(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)).toBe(true)
+  const ckpt = readCheckpoint(join(runDir, CHECKPOINT))
+  tf.dispose([...ckpt.tensors.values()])
+  expect(ckpt.step).toBe(at)
+  expect(lines.at(-1)).toStartWith(`stopped at step ${at}; checkpoint written`)
+  expect(existsSync(join(runDir, "summary.json"))).toBe(false)
+  expect((await Effect.runPromise(runPipeline(config, { runDir, progress: silentProgress, resume: true }))).status).toBe("completed")
+  expect(metricLines(runDir)).toEqual(metricLines(straight))
+})
