@@ -16,7 +16,7 @@ import { scopedWorkspacePool } from "../engine/gates.ts"
 import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { BackendError, ConfigError, Diverged, NonFiniteLoss, type UserError } from "../errors.ts"
 import { CHECKPOINT, type LoadedCheckpoint, trainStateFromCheckpoint } from "../model/checkpoint.ts"
-import { disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
+import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
 import type { EvaluationSteps } from "../stages/evaluate.ts"
 import type { Config } from "./config.ts"
 import { prepareData, type PreparedData } from "./data.ts"
@@ -35,7 +35,8 @@ export interface StopSignal {
   requested: boolean
 }
 
-export interface RunOptions {
+/** What every training run takes beside its config (the classifier's RunOptions extends it). */
+export interface LoopOptions {
   readonly runDir: string
   readonly dataDir?: string | undefined
   readonly cacheDir?: string | undefined
@@ -87,7 +88,7 @@ export const optimizerConfig = (config: Config): OptimizerConfig => ({
 /** What a task starts from: the run's config and options, its backend, prepared data and unigram frequencies. */
 export interface RunContext {
   readonly config: Config
-  readonly options: RunOptions
+  readonly options: LoopOptions
   readonly runDir: string
   readonly resume: boolean
   readonly stop: StopSignal
@@ -100,7 +101,7 @@ export interface RunContext {
   readonly data: PreparedData
   /** Unigram frequencies as a tensor, released with the run's scope. */
   readonly frequencies: tf.Tensor1D
-  /** An evaluation pass that stops between batches on a stop request (undefined then). */
+  /** An evaluation pass, batch by batch: a stop request ends it (undefined then), an interruption lands between batches. */
   readonly evaluationPass: <A>(label: string, steps: EvaluationSteps<A>, total: number) => Effect.Effect<A | undefined>
 }
 
@@ -108,7 +109,7 @@ export interface RunContext {
  * What every run starts with (classifier and LM pretraining): the run dir and its config.json, the backend, the data
  * stages, and the unigram frequencies as a tensor released with the run's scope.
  */
-export const startRun = (config: Config, options: RunOptions, headline: string): Effect.Effect<RunContext, UserError, Scope.Scope> =>
+export const startRun = (config: Config, options: LoopOptions, headline: string): Effect.Effect<RunContext, UserError, Scope.Scope> =>
   Effect.gen(function* () {
     const { runDir } = options
     const progress = options.progress ?? (yield* RunProgress)
@@ -134,6 +135,13 @@ export const startRun = (config: Config, options: RunOptions, headline: string):
     const logged = (step: number, key: string) => evaluationLogged(storage.loggedMetrics(runDir), step, key)
     return { config, options, runDir, resume, stop, progress, storage, evaluationLogged: logged, backend, data, frequencies, evaluationPass }
   })
+
+/** A fresh train state (Adam slots, EMA shadows, step 0) from initial parameters, which it takes over. */
+export function trainStateFrom(initial: Record<string, tf.Tensor>): TrainState {
+  const state = createTrainState(initial)
+  tf.dispose(Object.values(initial))
+  return state
+}
 
 /**
  * A task's train state, released with the run's scope: fresh (`fresh`, with whatever else the task keeps beside it) or,
@@ -213,6 +221,9 @@ export interface TrainingTask<B, M extends LoopMetrics, S> {
   readonly start: (ctx: RunContext) => Effect.Effect<TaskStart<B, M, S>, UserError, Scope.Scope>
 }
 
+/** Whether the periodic evaluation (train.evalEvery) falls on `step`. */
+export const evaluationScheduled = (config: Config, step: number): boolean => config.train.evalEvery > 0 && step > 0 && step % config.train.evalEvery === 0
+
 const capitalized = (text: string) => text[0].toUpperCase() + text.slice(1)
 
 /** The step stream: each step, its metrics and status, the guard, and the evaluate / checkpoint schedule. */
@@ -266,7 +277,7 @@ const stepLoop = <B, M extends LoopMetrics, S>(
 }
 
 /** Runs a training task to its summary, or to a checkpoint when a stop request comes first. */
-export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, options: RunOptions, training: TrainingTask<B, M, S>): Effect.Effect<LoopOutcome<S>, UserError> =>
+export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, options: LoopOptions, training: TrainingTask<B, M, S>): Effect.Effect<LoopOutcome<S>, UserError> =>
   Effect.scoped(
     Effect.gen(function* () {
       const started = performance.now()

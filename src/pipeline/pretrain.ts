@@ -12,7 +12,7 @@ import { Effect, Stream } from "effect"
 import { InvalidDataset, type UserError } from "../errors.ts"
 import { initialParams } from "../model/classifier.ts"
 import { extraOf } from "../model/checkpoint.ts"
-import { createTrainState, type TrainState } from "../model/optimizer.ts"
+import type { TrainState } from "../model/optimizer.ts"
 import { permutation, rng } from "../random.ts"
 import type { EncodedDoc } from "../stages/batch.ts"
 import { type LmBatch, LmSchedule, lmEvaluationBatchCount, lmEvaluationBatches } from "../stages/lm-batch.ts"
@@ -29,7 +29,18 @@ import {
 } from "../stages/pretrain.ts"
 import { UnigramSampler } from "../stages/sampled-softmax.ts"
 import type { Config } from "./config.ts"
-import { acquireTrainState, type LoopOutcome, type LoopTask, optimizerConfig, type RunContext, type RunOptions, runTrainingLoop, type TrainingTask } from "./loop.ts"
+import {
+  acquireTrainState,
+  evaluationScheduled,
+  type LoopOptions,
+  type LoopOutcome,
+  type LoopTask,
+  optimizerConfig,
+  type RunContext,
+  runTrainingLoop,
+  type TrainingTask,
+  trainStateFrom
+} from "./loop.ts"
 import { formatDuration } from "./progress.ts"
 
 export interface PretrainSummary {
@@ -173,7 +184,7 @@ function lmLoopTask(ctx: RunContext, plug: LmPlug): LoopTask<LmBatch, LmStepMetr
   const schedule = LmSchedule.at(corpus.docs, { batchSize: B, window: config.data.window, seed: config.seed, bidirectional }, state.step)
   let carried = plug.carried
   let lastPerplexity: ReadonlyArray<number> | undefined
-  const evaluationDue = (step: number) => config.train.evalEvery > 0 && step > 0 && step % config.train.evalEvery === 0
+  const evaluationDue = (step: number) => evaluationScheduled(config, step)
   return {
     noun: "pretraining",
     state,
@@ -230,10 +241,7 @@ export const languageModelTask = (config: Config): TrainingTask<LmBatch, LmStepM
       const directions = directionsOf(config.model.bidirectional).length
       const { state, extra: carried, priorWallSeconds } = yield* acquireTrainState<CarriedState>(ctx, {
         fresh: () => {
-          const initial = initialLmParams(config, V)
-          const state = createTrainState(initial)
-          tf.dispose(Object.values(initial))
-          return { state, extra: zeroCarriedState(B, H, directions) }
+          return { state: trainStateFrom(initialLmParams(config, V)), extra: zeroCarriedState(B, H, directions) }
         },
         restored: (ckpt) =>
           Array.from({ length: directions }, (_, i) => ({
@@ -253,4 +261,4 @@ export const languageModelTask = (config: Config): TrainingTask<LmBatch, LmStepM
     })
 })
 
-export const runPretraining = (config: Config, options: RunOptions): Effect.Effect<PretrainOutcome, UserError> => runTrainingLoop(config, options, languageModelTask(config))
+export const runPretraining = (config: Config, options: LoopOptions): Effect.Effect<PretrainOutcome, UserError> => runTrainingLoop(config, options, languageModelTask(config))

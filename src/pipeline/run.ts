@@ -12,18 +12,32 @@ import { Effect } from "effect"
 import { join } from "node:path"
 import { PretrainedMismatch, type UserError } from "../errors.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
-import { createTrainState, type TrainState } from "../model/optimizer.ts"
+import type { TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
 import { type Batch, evaluationBatches, type StepBatches, stepBatches, trainingBatches } from "../stages/batch.ts"
 import { type Evaluation, evaluationSteps, meanFeature, type PerturbationEvaluation, perturbationLossSteps } from "../stages/evaluate.ts"
 import { type StepMetrics, type StepOptions, trainStep, usesUnlabeled } from "../stages/train.ts"
 import type { Config } from "./config.ts"
 import type { PreparedData } from "./data.ts"
-import { acquireTrainState, type LoopOutcome, type LoopTask, optimizerConfig, type RunContext, type RunOptions, runTrainingLoop, type TrainingTask } from "./loop.ts"
+import {
+  acquireTrainState,
+  evaluationScheduled,
+  type LoopOptions,
+  type LoopOutcome,
+  type LoopTask,
+  optimizerConfig,
+  type RunContext,
+  runTrainingLoop,
+  type TrainingTask,
+  trainStateFrom
+} from "./loop.ts"
 import { formatDuration } from "./progress.ts"
 import { pretrainedDir, restorePretrained } from "./restore.ts"
 
-export { interruptible, type RunOptions, type StopSignal } from "./loop.ts"
+export { interruptible, type StopSignal } from "./loop.ts"
+
+/** The classifier run's options: the loop's (run dir, data dirs, resume, progress, stop request, onStep). */
+export interface RunOptions extends LoopOptions {}
 
 export interface RunSummary {
   readonly name: string
@@ -77,9 +91,7 @@ function freshClassifierState({ config, data, frequencies, progress }: RunContex
     const rms = Math.sqrt(tf.mean(tf.square(initial[FEATURE_MEAN])).dataSync()[0])
     progress.line(`centered head: features minus their initial mean over the ${data.train.length} training documents (rms ${rms.toFixed(3)})`)
   }
-  const state = createTrainState(initial)
-  tf.dispose(Object.values(initial))
-  return state
+  return trainStateFrom(initial)
 }
 
 export const stepOptionsOf = (config: Config): StepOptions => ({
@@ -185,7 +197,7 @@ function classifierLoopTask(ctx: RunContext, state: TrainState, writeMetrics: (r
   const stepOptions = stepOptionsOf(config)
   const evaluations = classifierEvaluations(ctx, state, stepOptions)
   let lastValidation: Evaluation | undefined
-  const validationDue = (step: number) => config.train.evalEvery > 0 && step > 0 && step % config.train.evalEvery === 0 && evaluations.hasValidation
+  const validationDue = (step: number) => evaluationScheduled(config, step) && evaluations.hasValidation
   return {
     noun: "training",
     state,
