@@ -276,6 +276,28 @@ const stepLoop = <B, M extends LoopMetrics, S>(
   )
 }
 
+/** After the last step: the final evaluation and summary, or the "interrupted" outcome when a stop cut it short. */
+const finishRun = <B, M extends LoopMetrics, S>(ctx: RunContext, task: LoopTask<B, M, S>): Effect.Effect<LoopOutcome<S>, UserError> =>
+  Effect.gen(function* () {
+    const { progress, runDir } = ctx
+    const step = task.state.step
+    const finalStopped = () => {
+      progress.done()
+      progress.line(`stopped during the final evaluation; the checkpoint (step ${step}) is kept. Finish it with: bun run pipeline --resume ${runDir}`)
+    }
+    const final = yield* Effect.onInterrupt(task.finish(), () => Effect.sync(finalStopped))
+    if (final === undefined) {
+      finalStopped()
+      return { status: "interrupted", step } as const
+    }
+    yield* Effect.try({
+      try: () => ctx.storage.writeSummary(runDir, final.summary),
+      catch: (cause) => runDirError(`cannot write the summary in ${runDir}: ${(cause as Error).message}`)
+    })
+    progress.line(final.line)
+    return { status: "completed", summary: final.summary } as const
+  })
+
 /** Runs a training task to its summary, or to a checkpoint when a stop request comes first. */
 export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, options: LoopOptions, training: TrainingTask<B, M, S>): Effect.Effect<LoopOutcome<S>, UserError> =>
   Effect.scoped(
@@ -299,7 +321,10 @@ export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, opt
       })
       // A stop during the evaluation of the checkpoint's step left it out of the log: run it now, as the
       // uninterrupted run did.
-      if (resume && task.evaluationMissing(startStep)) yield* task.evaluate(startStep)
+      if (resume && task.evaluationMissing(startStep)) {
+        const unchanged = () => progress.line(`stopped at step ${startStep}; the checkpoint is unchanged. Continue with: bun run pipeline --resume ${runDir}`)
+        yield* Effect.onInterrupt(task.evaluate(startStep), () => Effect.sync(unchanged))
+      }
       if (startStep >= totalSteps) progress.line(`checkpoint is already at step ${startStep} of ${totalSteps}`)
       else progress.line(`training steps ${startStep + 1}…${totalSteps}`)
       const stoppedAt = (step: number) => progress.line(`stopped at step ${step}; checkpoint written. Continue with: bun run pipeline --resume ${runDir}`)
@@ -319,20 +344,6 @@ export const runTrainingLoop = <B, M extends LoopMetrics, S>(config: Config, opt
         stoppedAt(step)
         return { status: "interrupted", step } as const
       }
-      const finalStopped = () => {
-        progress.done()
-        progress.line(`stopped during the final evaluation; the checkpoint (step ${step}) is kept. Finish it with: bun run pipeline --resume ${runDir}`)
-      }
-      const final = yield* Effect.onInterrupt(task.finish(), () => Effect.sync(finalStopped))
-      if (final === undefined) {
-        finalStopped()
-        return { status: "interrupted", step } as const
-      }
-      yield* Effect.try({
-        try: () => ctx.storage.writeSummary(runDir, final.summary),
-        catch: (cause) => runDirError(`cannot write the summary in ${runDir}: ${(cause as Error).message}`)
-      })
-      progress.line(final.line)
-      return { status: "completed", summary: final.summary } as const
+      return yield* finishRun(ctx, task)
     })
   )
