@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, type Scope, Stream } from "effect"
 import { join } from "node:path"
-import { type ActiveBackend, selectBackend } from "../engine/backend.ts"
+import { type ActiveBackend, selectBackendScoped } from "../engine/backend.ts"
 import { scopedWorkspacePool } from "../engine/gates.ts"
 import { fusedLstmEngine } from "../engine/lstm-op.ts"
 import { BackendError, ConfigError, Diverged, NonFiniteLoss, type UserError } from "../errors.ts"
@@ -119,7 +119,7 @@ export const startRun = (config: Config, options: LoopOptions, headline: string)
     const resume = options.resume === true
     const stop = options.stop ?? { requested: false }
     yield* storage.open(runDir, config, resume, (l) => progress.line(l))
-    const backend = yield* selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
+    const backend = yield* selectBackendScoped(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm })
     yield* scopedWorkspacePool
     const plan = fusedLstmEngine() === undefined ? [] : memoryPlanProblems(config)
     if (plan.length > 0) return yield* new ConfigError({ message: `this config cannot run with the fused LSTM:\n${plan.map((p) => `  - ${p}`).join("\n")}` })

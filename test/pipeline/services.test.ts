@@ -2,8 +2,9 @@
 import { expect, test } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Exit, Fiber, Layer, Stream } from "effect"
-import { existsSync, readFileSync } from "node:fs"
-import { join } from "node:path"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { openBlas } from "../../src/engine/blas.ts"
 import { pooledWorkspaceBytes } from "../../src/engine/gates.ts"
 import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
 import { CHECKPOINT, readCheckpoint } from "../../src/model/checkpoint.ts"
@@ -86,4 +87,20 @@ test.each([6, 8])("interrupting a run's fiber after step %i checkpoints that ste
   expect(existsSync(join(runDir, "summary.json"))).toBe(false)
   expect((await Effect.runPromise(runPipeline(config, { runDir, progress: silentProgress, resume: true }))).status).toBe("completed")
   expect(metricLines(runDir)).toEqual(metricLines(straight))
+})
+
+test("a run's scope holds the BLAS library: kernels routed through it during the run, put back and the handle closed after", () => {
+  const config = tinyConfig(writeTinyDataset(tempDir(), { train: 80, test: 20 }), { train: { steps: 2 } })
+  const path = join(tempDir(), "config.json")
+  writeFileSync(path, JSON.stringify(config))
+  const child = Bun.spawnSync(["bun", resolve(import.meta.dir, "scoped-engine.ts"), path, join(tempDir(), "run")], { stdout: "pipe", stderr: "pipe" })
+  expect(child.exitCode).toBe(0)
+  const report = JSON.parse(child.stdout.toString().trim())
+  expect(report.status).toBe("completed")
+  // Without a BLAS on this machine the run never routes anything through one; with one, it did during the run.
+  const blasHere = openBlas()
+  blasHere?.close()
+  if (blasHere !== undefined && report.backend !== "tensorflow") expect(report.during).toEqual([{ matmul: true, lstm: true }, { matmul: true, lstm: true }])
+  expect(report.after).toEqual({ matmul: false, lstm: false, processHeld: false })
+  expect(report.product).toEqual([11])
 })
