@@ -107,6 +107,22 @@ export { DEFAULTS, defineConfig, resolveConfig, type Config, type ConfigInput } 
 export { prepareData, splitCorpus, type PreparedData } from "./pipeline/data.ts"
 export { runPipeline, type RunOptions, type RunOutcome, type RunSummary, type StopSignal } from "./pipeline/run.ts"
 export { runPretraining, type PretrainOutcome, type PretrainSummary } from "./pipeline/pretrain.ts"
+export { classifierTask } from "./pipeline/run.ts"
+export { languageModelTask } from "./pipeline/pretrain.ts"
+export { runTrainingLoop, type LoopTask, type RunContext, type TrainingTask } from "./pipeline/loop.ts"
+export { fileRunStorage, type RunStorageShape } from "./pipeline/run-dir.ts"
+export {
+  DataSources,
+  dataSourcesLayer,
+  type DataSourcesShape,
+  progressLayer,
+  RunProgress,
+  RunStorage,
+  runStorageLayer,
+  Tokenizer,
+  tokenizerLayer,
+  type TokenizerShape
+} from "./pipeline/services.ts"
 export { pretrainedDir, pretrainedNames, restorePretrained } from "./pipeline/restore.ts"
 export { consoleProgress, silentProgress, type Progress } from "./pipeline/progress.ts"
 

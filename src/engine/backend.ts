@@ -14,14 +14,14 @@ import "@tensorflow/tfjs-core/dist/register_all_gradients"
 // Both JS backends register their kernels on import; ours (below) must come after, so import them eagerly.
 import "@tensorflow/tfjs-backend-cpu"
 import "@tensorflow/tfjs-backend-wasm"
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import { BackendError } from "../errors.ts"
-import { loadBlas, useBlasMatMul } from "./blas.ts"
+import { type Blas, blasMatMulEngine, loadBlas, type OpenedBlas, openBlas, processBlas, useBlasMatMul } from "./blas.ts"
 import { registerAdamEmaKernel } from "./adam-ema.ts"
 import { registerJsKernel, type Values } from "./js-kernel.ts"
 import { loadGateKernels } from "./gates.ts"
 import { loadHeapKernels } from "./heap-kernels.ts"
-import { useFusedLstm } from "./lstm-op.ts"
+import { fusedLstmEngine, useFusedLstm } from "./lstm-op.ts"
 
 /** The tensor backends a config may name (`auto`: tensorflow, then wasm, then cpu). */
 export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const
@@ -204,8 +204,8 @@ export interface EngineOptions {
   readonly fusedLstm?: BlasChoice
 }
 
-async function configureEngine(backendName: string, options: EngineOptions): Promise<Pick<ActiveBackend, "blas" | "fusedLstm" | "description">> {
-  const blas = (options.blas ?? "auto") === "auto" && backendName !== "tensorflow" ? loadBlas() : undefined
+async function configureEngine(backendName: string, options: EngineOptions, findBlas: () => Blas | undefined): Promise<Pick<ActiveBackend, "blas" | "fusedLstm" | "description">> {
+  const blas = (options.blas ?? "auto") === "auto" && backendName !== "tensorflow" ? findBlas() : undefined
   useBlasMatMul(blas)
   const fused = blas !== undefined && (options.fusedLstm ?? "auto") === "auto"
   useFusedLstm(fused ? blas : undefined)
@@ -216,8 +216,34 @@ async function configureEngine(backendName: string, options: EngineOptions): Pro
   return { blas: blasText, fusedLstm: fused, description }
 }
 
-/** Select and initialize the tensor backend. Idempotent for the same request. */
-export const selectBackend = (requested: BackendName, engine: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError> =>
+/** Select and initialize the tensor backend, its BLAS held by the process (loadBlas). Idempotent for the same request. */
+export const selectBackend = (requested: BackendName, engine: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError> => selectBackendWith(requested, engine, loadBlas)
+
+/**
+ * selectBackend as a resource of a scope (a training run): when the process holds no BLAS yet, the scope opens a
+ * handle of its own and closes it when it ends; either way the matrix-product and LSTM kernels the scope routed through
+ * BLAS are put back as they were before it.
+ */
+export const selectBackendScoped = (requested: BackendName, engine: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const before = { matmul: blasMatMulEngine(), lstm: fusedLstmEngine() }
+    let opened: OpenedBlas | undefined
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        useBlasMatMul(before.matmul)
+        useFusedLstm(before.lstm)
+        opened?.close()
+      })
+    )
+    return yield* selectBackendWith(requested, engine, () => {
+      const held = processBlas()
+      if (held !== undefined) return held.blas
+      opened ??= openBlas()
+      return opened
+    })
+  })
+
+const selectBackendWith = (requested: BackendName, engine: EngineOptions, findBlas: () => Blas | undefined): Effect.Effect<ActiveBackend, BackendError> =>
   Effect.tryPromise({
     try: async (): Promise<ActiveBackend> => {
       registerScatterAddKernels()
@@ -227,7 +253,7 @@ export const selectBackend = (requested: BackendName, engine: EngineOptions = {}
         const pkg = await tryTensorflow()
         if (pkg !== undefined && (await tf.setBackend("tensorflow"))) {
           await tf.ready()
-          const e = await configureEngine("tensorflow", engine)
+          const e = await configureEngine("tensorflow", engine, findBlas)
           return { name: "tensorflow", description: `tensorflow (${pkg}), ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
         }
         if (requested === "tensorflow") {
@@ -242,7 +268,7 @@ export const selectBackend = (requested: BackendName, engine: EngineOptions = {}
         if (requested !== "auto" && requested !== name) continue
         if (await trySet(name)) {
           await tf.ready()
-          const e = await configureEngine(name, engine)
+          const e = await configureEngine(name, engine, findBlas)
           const base = name === "wasm" ? "wasm (tfjs-backend-wasm)" : "cpu (tfjs-backend-cpu, pure JS)"
           return { name, description: `${base}, ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
         }

@@ -60,7 +60,12 @@ const sgemmSymbol = {
   }
 } as const
 
-function tryOpen(path: string): Blas | undefined {
+/** A handle on a BLAS library; closing it unloads the library once no other handle holds it. */
+export interface OpenedBlas extends Blas {
+  close(): void
+}
+
+function tryOpen(path: string): OpenedBlas | undefined {
   let lib: ReturnType<typeof dlopen<typeof sgemmSymbol>>
   try {
     lib = dlopen(path, sgemmSymbol)
@@ -70,6 +75,7 @@ function tryOpen(path: string): Blas | undefined {
   let description = path.includes("mkl") ? "MKL" : path.includes("Accelerate") ? "Apple Accelerate" : "OpenBLAS"
   let threads = 1
   let setThreads: ((n: number) => void) | undefined
+  let closeExtra = () => {}
   try {
     const extra = dlopen(path, {
       openblas_get_num_threads: { args: [], returns: FFIType.i32 },
@@ -79,6 +85,7 @@ function tryOpen(path: string): Blas | undefined {
     threads = extra.symbols.openblas_get_num_threads()
     description = `OpenBLAS ${String(extra.symbols.openblas_get_config()).trim()}`
     setThreads = (n) => extra.symbols.openblas_set_num_threads(n)
+    closeExtra = () => extra.close()
   } catch {
     // not OpenBLAS: MKL and Accelerate manage their own threads
   }
@@ -99,23 +106,36 @@ function tryOpen(path: string): Blas | undefined {
     sgemm: (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
       useThreads(m * n * k >= PARALLEL_MIN_MACS ? threads : 1)
       f(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    },
+    close: () => {
+      closeExtra()
+      lib.close()
     }
   }
 }
 
+/** A new handle on the first BLAS that loads, or undefined. `ADVTEXT_BLAS=/path/lib.so` picks one; `ADVTEXT_BLAS=none` disables. */
+export function openBlas(): OpenedBlas | undefined {
+  const requested = process.env.ADVTEXT_BLAS
+  if (requested === "none") return undefined
+  if (requested !== undefined && requested !== "") return tryOpen(requested)
+  for (const path of CANDIDATES) {
+    const blas = tryOpen(path)
+    if (blas !== undefined) return blas
+  }
+  return undefined
+}
+
 let cached: { blas: Blas | undefined } | undefined
 
-/** The first BLAS that loads, or undefined. `ADVTEXT_BLAS=/path/lib.so` picks one; `ADVTEXT_BLAS=none` disables. */
+/** The process's BLAS, opened on first use and held until the process ends (a scope opens its own: see processBlas). */
 export function loadBlas(): Blas | undefined {
-  if (cached !== undefined) return cached.blas
-  const requested = process.env.ADVTEXT_BLAS
-  let blas: Blas | undefined
-  if (requested === "none") blas = undefined
-  else if (requested !== undefined && requested !== "") blas = tryOpen(requested)
-  else for (const path of CANDIDATES) if ((blas = tryOpen(path)) !== undefined) break
-  cached = { blas }
-  return blas
+  if (cached === undefined) cached = { blas: openBlas() }
+  return cached.blas
 }
+
+/** What loadBlas found, once it has looked (a scoped engine then uses it rather than opening a handle of its own). */
+export const processBlas = (): { readonly blas: Blas | undefined } | undefined => cached
 
 /**
  * Shapes of a BatchMatMul (leading batch dims, then M×K · K×N), or undefined for the cases this kernel leaves to
@@ -171,12 +191,14 @@ function batchedSgemm(
  * Route BatchMatMul on the wasm and cpu backends through `blas`, or restore tfjs's own kernels when `blas` is
  * undefined. Kernel registration is process-wide.
  */
-let blasMatMul = false
+let matmulBlas: Blas | undefined
 /** Whether matrix products run on BLAS (our kernel) rather than tfjs's own, which may cache state keyed on a buffer. */
-export const blasMatMulActive = (): boolean => blasMatMul
+export const blasMatMulActive = (): boolean => matmulBlas !== undefined
+/** The BLAS matrix products run on now, if any. */
+export const blasMatMulEngine = (): Blas | undefined => matmulBlas
 
 export function useBlasMatMul(blas: Blas | undefined): void {
-  blasMatMul = blas !== undefined
+  matmulBlas = blas
   if (blas === undefined) return restoreKernel("BatchMatMul")
   registerJsKernel("BatchMatMul", (io, { a, b }, attrs) => {
     const transposeA = attrs.transposeA as boolean

@@ -6,6 +6,7 @@
  * (so views never detach), with its own instance of the kernel module. BLAS writes into the same memory through
  * bun:ffi, so nothing is copied between the GEMMs and the gate loops.
  */
+import { Effect, type Scope } from "effect"
 import { assemblyBinary } from "./assembly.ts"
 
 const PAGE = 65536
@@ -53,6 +54,16 @@ let simdDisabled = false
  */
 const POOL_BYTES = 6 * 2 ** 30
 const pool: Array<Workspace> = []
+
+/** Bytes the pool of released workspaces holds. */
+export const pooledWorkspaceBytes = (): number => pool.reduce((a, w) => a + w.byteLength, 0)
+
+/**
+ * The workspace pool as a resource of a scope (a training run): the workspaces released into it while the scope is
+ * open are reused, and when it closes the pool lets them go, instead of holding up to POOL_BYTES for the rest of the
+ * process.
+ */
+export const scopedWorkspacePool: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(Effect.void, () => Effect.sync(() => void pool.splice(0)))
 
 /** The most one WebAssembly memory (wasm32) can hold: 65,536 pages of 64 KiB. */
 export const WASM_MEMORY_LIMIT = 65536 * PAGE
@@ -116,9 +127,13 @@ export class Workspace {
     }
   }
 
+  get byteLength(): number {
+    return this.buffer.byteLength
+  }
+
   /** Return to the pool (views handed out before must not be used afterwards). */
   release(): void {
-    const total = pool.reduce((a, w) => a + w.buffer.byteLength, 0)
+    const total = pooledWorkspaceBytes()
     if (total + this.buffer.byteLength <= POOL_BYTES) pool.push(this)
   }
 

@@ -2,21 +2,20 @@
  * `bun run pipeline <config.ts> [--data-dir DIR] [--run-dir DIR] [--set key=value ...] [--resume RUN_DIR]`
  *
  * Exit codes: 0 done · 1 a data/run error (one paragraph, no stack trace) · 2 a bad config or flag · 130 stopped by
- * Ctrl-C after writing a checkpoint (a second Ctrl-C exits at once).
+ * Ctrl-C (or SIGTERM), which interrupts the run at a step boundary; its finalizer writes the checkpoint (a second
+ * Ctrl-C exits at once).
  */
-import { Effect, Option, Result } from "effect"
+import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { runMain } from "./main.ts"
+import { isInterruption, reportingUserErrors, runMain, signalStop } from "./main.ts"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, isUserError, reportUserError, RunDirError, type UserError } from "../errors.ts"
+import { ConfigError, RunDirError, type UserError } from "../errors.ts"
 import { type Config, loadConfigFile, resolveConfig } from "./config.ts"
 import { consoleProgress } from "./progress.ts"
 import { type PretrainOutcome, runPretraining } from "./pretrain.ts"
-import { type RunOptions, type RunOutcome, runPipeline, stopOnSigint } from "./run.ts"
+import { type RunOptions, type RunOutcome, runPipeline } from "./run.ts"
 import { runSkipGram, type SkipGramOutcome } from "./skip-gram.ts"
-
-const fail = reportUserError
 
 async function loadConfig(configPath: string | undefined, resumeDir: string | undefined, overrides: ReadonlyArray<string>): Promise<Config> {
   if (resumeDir !== undefined) {
@@ -38,6 +37,7 @@ async function loadConfig(configPath: string | undefined, resumeDir: string | un
   return loadConfigFile(absolute, overrides)
 }
 
+/** Each task's run. */
 const TASK_RUNNERS: Record<Config["task"], (c: Config, o: RunOptions) => Effect.Effect<RunOutcome | PretrainOutcome | SkipGramOutcome, UserError>> = {
   classifier: runPipeline,
   "language-model": runPretraining,
@@ -60,36 +60,27 @@ const pipeline = Command.make(
     cacheDir: Flag.String("cache-dir").pipe(Flag.withDescription("download cache (default $XDG_CACHE_HOME/advtext)"), Flag.optional)
   },
   (args) =>
-    Effect.promise(async () => {
-      const resumeDir = Option.getOrUndefined(args.resume)
-      let config: Config
-      try {
-        config = await loadConfig(Option.getOrUndefined(args.config), resumeDir, args.set)
-      } catch (e) {
-        if (isUserError(e)) return fail(e)
-        throw e
-      }
-      const runDir = resumeDir ?? Option.getOrUndefined(args.runDir) ?? defaultRunDir(config)
-      const { stop, release } = stopOnSigint()
-      const progress = consoleProgress()
-      const exit = await Effect.runPromiseExit(
-        TASK_RUNNERS[config.task](config, {
-          runDir,
-          dataDir: Option.getOrUndefined(args.dataDir),
-          cacheDir: Option.getOrUndefined(args.cacheDir),
-          resume: resumeDir !== undefined,
-          progress,
-          stop
-        }).pipe(Effect.result)
+    reportingUserErrors(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const resumeDir = Option.getOrUndefined(args.resume)
+          const config = yield* Effect.tryPromise({ try: () => loadConfig(Option.getOrUndefined(args.config), resumeDir, args.set), catch: (e) => e })
+          const runDir = resumeDir ?? Option.getOrUndefined(args.runDir) ?? defaultRunDir(config)
+          const progress = consoleProgress()
+          const options: RunOptions = { runDir, dataDir: Option.getOrUndefined(args.dataDir), cacheDir: Option.getOrUndefined(args.cacheDir), resume: resumeDir !== undefined, progress }
+          const signals = yield* signalStop
+          const exit = yield* signals.run<RunOutcome | PretrainOutcome | SkipGramOutcome, UserError, never>(TASK_RUNNERS[config.task](config, options))
+          progress.done()
+          if (isInterruption(exit)) {
+            process.exitCode = 130
+            return
+          }
+          const outcome = yield* exit
+          if (outcome.status === "interrupted") process.exitCode = 130
+          else process.stdout.write(JSON.stringify(outcome.summary) + "\n")
+        })
       )
-      release()
-      progress.done()
-      if (exit._tag === "Failure") throw exit.cause
-      const result = exit.value
-      if (Result.isFailure(result)) return fail(result.failure)
-      if (result.success.status === "interrupted") process.exitCode = 130
-      else process.stdout.write(JSON.stringify(result.success.summary) + "\n")
-    })
+    )
 )
 
 if (import.meta.main) await runMain(pipeline)

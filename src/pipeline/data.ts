@@ -13,7 +13,7 @@ import type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from ".
 import { type DataError, InvalidDataset } from "../errors.ts"
 import { permutation, rng } from "../random.ts"
 import { encodeDocument, type EncodedDoc } from "../stages/batch.ts"
-import { tokenizeStage } from "../stages/tokenize.ts"
+import { tokenize, type TokenizeOptions } from "../stages/tokenize.ts"
 import { FrequencyTable, type Vocabulary } from "../stages/vocabulary.ts"
 import type { Config } from "./config.ts"
 
@@ -115,13 +115,70 @@ const checkLabeled = (what: string, docs: ReadonlyArray<{ readonly label: number
     }
   })
 
+/** The tokenizer the data stages use: the library's by default, or a Tokenizer service's (src/pipeline/services.ts). */
+export type TokenizeText = (text: string, options: TokenizeOptions) => ReadonlyArray<string>
+
+/** What a caller may plug into the data stages in place of the config's defaults. */
+export interface DataPlugs {
+  readonly tokenize?: TokenizeText
+  readonly loadSources?: (config: Config, location: DataLocation) => ReturnType<typeof loadSources>
+}
+
+/** The tokenize stage with a pluggable tokenizer: records with a `text` in, the same with their `tokens` out. */
+const tokenized =
+  (tokenizeText: TokenizeText, options: TokenizeOptions) =>
+  <A extends { readonly text: string }, E, R>(docs: Stream.Stream<A, E, R>) =>
+    Stream.map(docs, (doc) => ({ ...doc, tokens: tokenizeText(doc.text, options) }))
+
+/**
+ * The frequency table's sink: runs interned documents into its document counts (`addsWords`: whether they may bring
+ * words into the vocabulary) and collects them.
+ */
+const countInto = <A, E, R>(docs: Stream.Stream<A, E, R>, table: FrequencyTable, addsWords: boolean, idsOf: (doc: A) => Int32Array) =>
+  Stream.runFold(docs, (): Array<A> => [], (all, doc) => {
+    table.count(idsOf(doc), addsWords)
+    all.push(doc)
+    return all
+  })
+
+/** Unlabeled text: streamed from its source, length-filtered (paper: RT unlabeled T < 25), interned and counted. */
+const internUnlabeled = (config: Config, unlabeled: UnlabeledSource, table: FrequencyTable, tokenizeText: TokenizeText, log: (line: string) => void) =>
+  Effect.gen(function* () {
+    const { maxTokens, limit } = config.unlabeled
+    let seen = 0
+    const filtered = unlabeled().pipe(
+      Stream.map((text) => ({ text })),
+      tokenized(tokenizeText, { lowercase: config.data.lowercase, tokenizer: config.data.tokenizer }),
+      Stream.tap(() => Effect.sync(() => (++seen % 200_000 === 0 ? log(`  unlabeled: ${seen.toLocaleString()} documents read…`) : undefined))),
+      Stream.filter((doc) => doc.tokens.length > 0 && (maxTokens === 0 || doc.tokens.length < maxTokens))
+    )
+    // The limit comes before interning and counting, so documents past it never reach the frequency table.
+    const interned = (limit > 0 ? Stream.take(filtered, limit) : filtered).pipe(Stream.map((doc) => table.intern(doc.tokens)))
+    const kept = yield* countInto(interned, table, config.unlabeled.addsTokens, (ids) => ids)
+    log(`  unlabeled: kept ${kept.length.toLocaleString()} of ${seen.toLocaleString()} documents` + (maxTokens > 0 ? ` (< ${maxTokens} tokens)` : ""))
+    return kept
+  })
+
+/** Interned documents → encoded ones under the vocabulary, counting the ones left empty (no in-vocabulary word). */
+function encodeAll<A>(vocabulary: Vocabulary, table: FrequencyTable, skipped: Record<string, number>, name: string, items: ReadonlyArray<A>, toIds: (a: A) => Int32Array, label: (a: A) => number) {
+  const out: Array<EncodedDoc> = []
+  for (const item of items) {
+    const doc = encodeDocument(vocabulary.encodeInterned(table, toIds(item)), label(item))
+    if (doc === undefined) skipped[name] = (skipped[name] ?? 0) + 1
+    else out.push(doc)
+  }
+  return out
+}
+
 export const prepareData = (
   config: Config,
   location: DataLocation,
-  log: (line: string) => void
+  log: (line: string) => void,
+  plugs: DataPlugs = {}
 ): Effect.Effect<PreparedData, DataError> =>
   Effect.gen(function* () {
-    const { corpus, unlabeled } = yield* loadSources(config, location)
+    const tokenizeText = plugs.tokenize ?? tokenize
+    const { corpus, unlabeled } = yield* (plugs.loadSources ?? loadSources)(config, location)
     if (corpus.classes.length < 2) {
       return yield* new InvalidDataset({ message: `dataset ${corpus.name} has ${corpus.classes.length} class; a classifier needs at least two.` })
     }
@@ -129,73 +186,32 @@ export const prepareData = (
     yield* checkLabeled("training", split.train, corpus.classes)
     yield* checkLabeled("test", split.test, corpus.classes)
     const table = new FrequencyTable()
-    const tokenizeOptions = { lowercase: config.data.lowercase, tokenizer: config.data.tokenizer }
-
-    // Labeled training documents: counted, and they may add words.
-    const trainInterned = yield* Stream.fromIterable(split.train).pipe(
-      tokenizeStage(tokenizeOptions),
-      Stream.map((doc) => {
-        const ids = table.intern(doc.tokens)
-        table.count(ids, true)
-        return { ids, label: doc.label }
-      }),
-      Stream.runCollect
-    )
-
-    // Unlabeled documents: streamed from their source, length-filtered (paper: RT unlabeled T < 25), counted.
-    let unlabeledInterned: Array<Int32Array> = []
-    if (unlabeled !== undefined) {
-      const maxTokens = config.unlabeled.maxTokens
-      const limit = config.unlabeled.limit
-      let seen = 0
-      const filtered = unlabeled().pipe(
-        Stream.map((text) => ({ text })),
-        tokenizeStage(tokenizeOptions),
-        Stream.tap(() => Effect.sync(() => (++seen % 200_000 === 0 ? log(`  unlabeled: ${seen.toLocaleString()} documents read…`) : undefined))),
-        Stream.filter((doc) => doc.tokens.length > 0 && (maxTokens === 0 || doc.tokens.length < maxTokens)),
-        Stream.map((doc) => {
-          const ids = table.intern(doc.tokens)
-          table.count(ids, config.unlabeled.addsTokens)
-          return ids
-        })
+    const internSplit = (docs: ReadonlyArray<LabeledDoc>) =>
+      Stream.fromIterable(docs).pipe(
+        tokenized(tokenizeText, { lowercase: config.data.lowercase, tokenizer: config.data.tokenizer }),
+        Stream.map((doc) => ({ ids: table.intern(doc.tokens), label: doc.label }))
       )
-      unlabeledInterned = yield* (limit > 0 ? Stream.take(filtered, limit) : filtered).pipe(Stream.runCollect)
-      log(`  unlabeled: kept ${unlabeledInterned.length.toLocaleString()} of ${seen.toLocaleString()} documents` + (maxTokens > 0 ? ` (< ${maxTokens} tokens)` : ""))
-    }
-
+    // Labeled training documents are counted and may add words; unlabeled ones as config.unlabeled.addsTokens says.
+    const trainInterned = yield* countInto(internSplit(split.train), table, true, (d) => d.ids)
+    const unlabeledInterned = unlabeled === undefined ? [] : yield* internUnlabeled(config, unlabeled, table, tokenizeText, log)
     const vocabulary = table.buildVocabulary({ minDocCount: config.data.minDocCount, maxSize: config.data.maxVocab })
     if (vocabulary.size < 2) {
       return yield* new InvalidDataset({
         message: `no word occurs in at least ${config.data.minDocCount} training documents, so the vocabulary is empty. The dataset is too small or data.minDocCount too high.`
       })
     }
-
+    const validationInterned = yield* Stream.runCollect(internSplit(split.validation))
+    const testInterned = yield* Stream.runCollect(internSplit(split.test))
     const skipped: Record<string, number> = {}
-    const encodeAll = <A>(name: string, items: ReadonlyArray<A>, toIds: (a: A) => Int32Array, label: (a: A) => number) => {
-      const out: Array<EncodedDoc> = []
-      for (const item of items) {
-        const doc = encodeDocument(vocabulary.encodeInterned(table, toIds(item)), label(item))
-        if (doc === undefined) skipped[name] = (skipped[name] ?? 0) + 1
-        else out.push(doc)
-      }
-      return out
-    }
-    const internSplit = (docs: ReadonlyArray<LabeledDoc>) =>
-      Stream.fromIterable(docs).pipe(
-        tokenizeStage(tokenizeOptions),
-        Stream.map((doc) => ({ ids: table.intern(doc.tokens), label: doc.label })),
-        Stream.runCollect
-      )
-    const validationInterned = yield* internSplit(split.validation)
-    const testInterned = yield* internSplit(split.test)
-
+    const encode = (name: string, docs: ReadonlyArray<{ readonly ids: Int32Array; readonly label: number }>) =>
+      encodeAll(vocabulary, table, skipped, name, docs, (d) => d.ids, (d) => d.label)
     const prepared: PreparedData = {
       classes: corpus.classes,
       vocabulary,
-      train: encodeAll("train", trainInterned, (d) => d.ids, (d) => d.label),
-      validation: encodeAll("validation", validationInterned, (d) => d.ids, (d) => d.label),
-      test: encodeAll("test", testInterned, (d) => d.ids, (d) => d.label),
-      unlabeled: encodeAll("unlabeled", unlabeledInterned, (ids) => ids, () => -1),
+      train: encode("train", trainInterned),
+      validation: encode("validation", validationInterned),
+      test: encode("test", testInterned),
+      unlabeled: encodeAll(vocabulary, table, skipped, "unlabeled", unlabeledInterned, (ids) => ids, () => -1),
       skipped
     }
     yield* checkLabeled("training", prepared.train, corpus.classes)

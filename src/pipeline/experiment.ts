@@ -7,18 +7,19 @@
  * A pretraining config (`task: "language-model"`) runs one LM per seed instead (<root>/seed<k>).
  * Re-running the same command skips finished cells and resumes interrupted ones.
  */
-import { Effect, Option, Result } from "effect"
+import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { runMain } from "./main.ts"
+import { isInterruption, reportingUserErrors, runMain, type SignalStop, signalStop } from "./main.ts"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { ConfigError, isUserError, reportUserError, type UserError } from "../errors.ts"
+import { ConfigError, type UserError } from "../errors.ts"
 import { METHODS, type Method } from "../method/method.ts"
 import { type Config, loadConfigFile } from "./config.ts"
-import { type PretrainOutcome, type PretrainSummary, runPretraining } from "./pretrain.ts"
+import { type PretrainSummary, runPretraining } from "./pretrain.ts"
 import { consoleProgress, type Progress } from "./progress.ts"
-import { runPipeline, type RunSummary, type StopSignal, stopOnSigint } from "./run.ts"
-import { runSkipGram, type SkipGramOutcome, type SkipGramSummary } from "./skip-gram.ts"
+import type { LoopOutcome } from "./loop.ts"
+import { runPipeline, type RunSummary } from "./run.ts"
+import { runSkipGram, type SkipGramSummary } from "./skip-gram.ts"
 
 export interface Cell {
   readonly method: Method
@@ -50,42 +51,74 @@ export function resultsTable(cells: ReadonlyArray<Cell>, methods: ReadonlyArray<
   return lines.join("\n")
 }
 
-/** Pretraining configs: one LM run per seed (<root>/seed<k>, the per-split LM a classifier names with "{seed}"). */
-async function pretrainingGrid(base: Config, seeds: ReadonlyArray<number>, root: string, dataDir: string | undefined, stop: StopSignal, progress: Progress): Promise<UserError | undefined> {
-  const rows: Array<PretrainSummary | SkipGramSummary> = []
-  const what = base.task === "skip-gram" ? "skip-gram embedding" : "language model"
-  for (const seed of seeds) {
-    if (stop.requested) break
-    const runDir = join(root, `seed${seed}`)
-    const summaryPath = join(runDir, "summary.json")
-    if (existsSync(summaryPath)) {
-      rows.push(JSON.parse(readFileSync(summaryPath, "utf8")))
-      progress.line(`[${what} seed ${seed}] done earlier`)
-      continue
+/** One cell of a grid: skipped when done earlier, resumed when interrupted earlier; undefined when a signal stopped it. */
+const gridCell = <S>(signals: SignalStop, runDir: string, run: (resume: boolean) => Effect.Effect<LoopOutcome<S>, UserError>) =>
+  Effect.gen(function* () {
+    const exit = yield* signals.run(run(existsSync(join(runDir, "checkpoint.ckpt"))))
+    if (isInterruption(exit)) return undefined
+    const outcome = yield* exit
+    return outcome.status === "completed" ? outcome.summary : undefined
+  })
+
+/**
+ * Pretraining configs: one LM or skip-gram run per seed (<root>/seed<k>, the per-split run a classifier names with
+ * "{seed}"). Skip-gram keeps no resumable state, so an interrupted one starts over.
+ */
+const pretrainingGrid = (base: Config, seeds: ReadonlyArray<number>, root: string, dataDir: string | undefined, signals: SignalStop, progress: Progress) =>
+  Effect.gen(function* () {
+    const rows: Array<PretrainSummary | SkipGramSummary> = []
+    const what = base.task === "skip-gram" ? "skip-gram embedding" : "language model"
+    for (const seed of seeds) {
+      if (signals.signalled()) break
+      const runDir = join(root, `seed${seed}`)
+      const summaryPath = join(runDir, "summary.json")
+      if (existsSync(summaryPath)) {
+        rows.push(JSON.parse(readFileSync(summaryPath, "utf8")))
+        progress.line(`[${what} seed ${seed}] done earlier`)
+        continue
+      }
+      progress.line(`\n[${what} seed ${seed}] ${runDir}`)
+      const config = { ...base, seed }
+      const summary =
+        base.task === "skip-gram"
+          ? yield* gridCell(signals, runDir, () => runSkipGram(config, { runDir, dataDir, progress }))
+          : yield* gridCell(signals, runDir, (resume) => runPretraining(config, { runDir, dataDir, resume, progress }))
+      if (summary !== undefined) rows.push(summary)
     }
-    progress.line(`\n[${what} seed ${seed}] ${runDir}`)
-    const config = { ...base, seed }
-    const run: Effect.Effect<PretrainOutcome | SkipGramOutcome, UserError> =
-      base.task === "skip-gram"
-        ? runSkipGram(config, { runDir, dataDir, progress, stop })
-        : runPretraining(config, { runDir, dataDir, resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop })
-    const exit = await Effect.runPromise(run.pipe(Effect.result))
-    if (Result.isFailure(exit)) return exit.failure
-    if (exit.success.status === "completed") rows.push(exit.success.summary)
-  }
-  const table = [
-    "| seed | steps / epochs | validation perplexity / final skip-gram loss | wall |",
-    "|---|---|---|---|",
-    ...rows.map((r) =>
-      r.task === "skip-gram"
-        ? `| ${r.seed} | ${r.epochs} epochs | ${r.finalLoss.toFixed(4)} | ${(r.wallSeconds / 60).toFixed(1)} min |`
-        : `| ${r.seed} | ${r.steps} | ${r.validationPerplexity?.map((p) => p.toFixed(1)).join(" / ") ?? "—"} | ${(r.wallSeconds / 60).toFixed(1)} min |`
-    )
-  ].join("\n")
-  writeFileSync(join(root, "results.md"), `# ${base.name}: ${what} pretraining\n\n${table}\n`)
-  process.stdout.write(table + "\n")
-  return undefined
-}
+    const table = [
+      "| seed | steps / epochs | validation perplexity / final skip-gram loss | wall |",
+      "|---|---|---|---|",
+      ...rows.map((r) =>
+        r.task === "skip-gram"
+          ? `| ${r.seed} | ${r.epochs} epochs | ${r.finalLoss.toFixed(4)} | ${(r.wallSeconds / 60).toFixed(1)} min |`
+          : `| ${r.seed} | ${r.steps} | ${r.validationPerplexity?.map((p) => p.toFixed(1)).join(" / ") ?? "—"} | ${(r.wallSeconds / 60).toFixed(1)} min |`
+      )
+    ].join("\n")
+    writeFileSync(join(root, "results.md"), `# ${base.name}: ${what} pretraining\n\n${table}\n`)
+    process.stdout.write(table + "\n")
+  })
+
+/** Classifier configs: every method × seed cell (<root>/<method>/seed<k>), then the results table. */
+const classifierGrid = (base: Config, methods: ReadonlyArray<Method>, seeds: ReadonlyArray<number>, root: string, dataDir: string | undefined, signals: SignalStop, progress: Progress) =>
+  Effect.gen(function* () {
+    const cells: Array<Cell> = []
+    for (const seed of seeds) {
+      for (const method of methods) {
+        if (signals.signalled()) break
+        const runDir = join(root, method, `seed${seed}`)
+        const summaryPath = join(runDir, "summary.json")
+        if (existsSync(summaryPath)) {
+          cells.push({ method, seed, summary: JSON.parse(readFileSync(summaryPath, "utf8")) })
+          progress.line(`[${method} seed ${seed}] done earlier: test error ${pct(cells.at(-1)!.summary.testError)}%`)
+          continue
+        }
+        progress.line(`\n[${method} seed ${seed}] ${runDir}`)
+        const summary = yield* gridCell(signals, runDir, (resume) => runPipeline({ ...base, method, seed }, { runDir, dataDir, resume, progress }))
+        if (summary !== undefined) cells.push({ method, seed, summary })
+      }
+    }
+    return cells
+  })
 
 const experiment = Command.make(
   "experiment",
@@ -99,65 +132,40 @@ const experiment = Command.make(
     set: Flag.String("set").pipe(Flag.withDescription("override a config field for every cell (repeatable)"), Flag.atLeast(0))
   },
   (args) =>
-    Effect.promise(async () => {
-      const methods = args.methods.split(",").map((m) => m.trim()) as Array<Method>
-      const unknown = methods.filter((m) => !(METHODS as ReadonlyArray<string>).includes(m))
-      const fail = reportUserError
-      if (unknown.length > 0 || args.seeds < 1) {
-        return fail(new ConfigError({ message: unknown.length > 0 ? `unknown method(s) ${unknown.join(", ")}; choose from ${METHODS.join(", ")}` : "--seeds must be at least 1" }))
-      }
-      let base: Config
-      try {
-        base = await loadConfigFile(resolve(args.config), args.set)
-      } catch (e) {
-        if (isUserError(e)) return fail(e)
-        throw e
-      }
-      const root = Option.getOrElse(args.root, () => join("runs", `${base.name}-grid`))
-      mkdirSync(root, { recursive: true })
-      const { stop, release } = stopOnSigint()
-      const progress = consoleProgress()
-      const cells: Array<Cell> = []
-      const started = performance.now()
-      const seeds = Array.from({ length: args.seeds }, (_, i) => args.firstSeed + i)
-      const dataDir = Option.getOrUndefined(args.dataDir)
-      if (base.task !== "classifier") {
-        const code = await pretrainingGrid(base, seeds, root, dataDir, stop, progress)
-        release()
-        if (code !== undefined) return fail(code)
-        if (stop.requested) process.exitCode = 130
-        return
-      }
-      for (const seed of seeds) {
-        for (const method of methods) {
-          if (stop.requested) break
-          const runDir = join(root, method, `seed${seed}`)
-          const summaryPath = join(runDir, "summary.json")
-          if (existsSync(summaryPath)) {
-            cells.push({ method, seed, summary: JSON.parse(readFileSync(summaryPath, "utf8")) })
-            progress.line(`[${method} seed ${seed}] done earlier: test error ${pct(cells.at(-1)!.summary.testError)}%`)
-            continue
+    reportingUserErrors(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const methods = args.methods.split(",").map((m) => m.trim()) as Array<Method>
+          const unknown = methods.filter((m) => !(METHODS as ReadonlyArray<string>).includes(m))
+          if (unknown.length > 0 || args.seeds < 1) {
+            return yield* new ConfigError({ message: unknown.length > 0 ? `unknown method(s) ${unknown.join(", ")}; choose from ${METHODS.join(", ")}` : "--seeds must be at least 1" })
           }
-          progress.line(`\n[${method} seed ${seed}] ${runDir}`)
-          const config: Config = { ...base, method, seed }
-          const exit = await Effect.runPromise(
-            runPipeline(config, { runDir, dataDir, resume: existsSync(join(runDir, "checkpoint.ckpt")), progress, stop }).pipe(Effect.result)
-          )
-          if (Result.isFailure(exit)) return fail(exit.failure)
-          if (exit.success.status === "completed") cells.push({ method, seed, summary: exit.success.summary })
-        }
-      }
-      release()
-      const table = resultsTable(cells, methods)
-      const header =
-        `# ${base.name}: test error by method\n\nConfig: ${args.config}${args.set.length ? ` (${args.set.join(" ")})` : ""} · model D ${base.model.embeddingDim}, ` +
-        `LSTM ${base.model.lstmUnits}, hidden ${base.model.hiddenUnits} · ${base.train.steps} steps, batch ${base.train.batchSize} labeled / ` +
-        `${base.train.unlabeledBatchSize} unlabeled · ε ${base.perturbation.epsilon} · seeds ${seeds[0]}…${seeds.at(-1)} · wall ${((performance.now() - started) / 60000).toFixed(1)} min this invocation\n\n`
-      writeFileSync(join(root, "results.md"), header + table + "\n")
-      writeFileSync(join(root, "results.json"), JSON.stringify(cells.map((c) => c.summary), null, 2) + "\n")
-      process.stdout.write(table + "\n")
-      if (stop.requested) process.exitCode = 130
-    })
+          const base = yield* Effect.tryPromise({ try: () => loadConfigFile(resolve(args.config), args.set), catch: (e) => e })
+          const root = Option.getOrElse(args.root, () => join("runs", `${base.name}-grid`))
+          mkdirSync(root, { recursive: true })
+          const signals = yield* signalStop
+          const progress = consoleProgress()
+          const started = performance.now()
+          const seeds = Array.from({ length: args.seeds }, (_, i) => args.firstSeed + i)
+          const dataDir = Option.getOrUndefined(args.dataDir)
+          if (base.task !== "classifier") {
+            yield* pretrainingGrid(base, seeds, root, dataDir, signals, progress)
+            if (signals.signalled()) process.exitCode = 130
+            return
+          }
+          const cells = yield* classifierGrid(base, methods, seeds, root, dataDir, signals, progress)
+          const table = resultsTable(cells, methods)
+          const header =
+            `# ${base.name}: test error by method\n\nConfig: ${args.config}${args.set.length ? ` (${args.set.join(" ")})` : ""} · model D ${base.model.embeddingDim}, ` +
+            `LSTM ${base.model.lstmUnits}, hidden ${base.model.hiddenUnits} · ${base.train.steps} steps, batch ${base.train.batchSize} labeled / ` +
+            `${base.train.unlabeledBatchSize} unlabeled · ε ${base.perturbation.epsilon} · seeds ${seeds[0]}…${seeds.at(-1)} · wall ${((performance.now() - started) / 60000).toFixed(1)} min this invocation\n\n`
+          writeFileSync(join(root, "results.md"), header + table + "\n")
+          writeFileSync(join(root, "results.json"), JSON.stringify(cells.map((c) => c.summary), null, 2) + "\n")
+          process.stdout.write(table + "\n")
+          if (signals.signalled()) process.exitCode = 130
+        })
+      )
+    )
 )
 
 if (import.meta.main) await runMain(experiment)

@@ -7,13 +7,13 @@
  * (default words: good, bad, great, terrible, excellent, poor). Exit 1 with one paragraph for a bad run dir, 2 for a
  * bad flag. `--weights raw` reads the trained variables instead of their EMA.
  */
-import { Effect, Result } from "effect"
+import { Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { existsSync, statSync } from "node:fs"
 import { selectBackend } from "../engine/backend.ts"
-import { ConfigError, reportUserError } from "../errors.ts"
+import { ConfigError } from "../errors.ts"
 import { attempt, DEFAULT_WORDS, neighborsOfRuns, resolveRuns, type RunInfo, type WordNeighbors } from "./inspect.ts"
-import { runMain } from "./main.ts"
+import { reportingUserErrors, runMain } from "./main.ts"
 
 /** Splits the positional arguments: the first is a run dir; then folders and anything with a "/" are, words are not. */
 export function splitPathsAndWords(args: ReadonlyArray<string>): { paths: Array<string>; words: Array<string> } {
@@ -58,21 +58,18 @@ const neighbors = Command.make(
     weights: Flag.Literals("weights", ["ema", "raw"]).pipe(Flag.withDescription("the EMA weights (what evaluation uses) or the raw trained ones"), Flag.withDefault("ema"))
   },
   (args) =>
-    Effect.promise(async () => {
-      if (args.k < 1) return reportUserError(new ConfigError({ message: `--k must be at least 1 (got ${args.k}).` }))
-      const { paths, words } = splitPathsAndWords(args.args)
-      const queries = words.length > 0 ? words : [...DEFAULT_WORDS]
-      const program = Effect.gen(function* () {
+    reportingUserErrors(
+      Effect.gen(function* () {
+        if (args.k < 1) return yield* new ConfigError({ message: `--k must be at least 1 (got ${args.k}).` })
+        const { paths, words } = splitPathsAndWords(args.args)
+        const queries = words.length > 0 ? words : [...DEFAULT_WORDS]
         const runs = yield* attempt(() => resolveRuns(paths))
         yield* selectBackend("cpu")
         process.stderr.write(`reading the embeddings of ${runs.length} run${runs.length > 1 ? "s" : ""}…\n`)
         const results = yield* neighborsOfRuns(runs, queries, args.k, args.weights)
-        return formatNeighbors(runs, results, queries)
+        process.stdout.write(formatNeighbors(runs, results, queries))
       })
-      const result = await Effect.runPromise(program.pipe(Effect.result))
-      if (Result.isFailure(result)) return reportUserError(result.failure)
-      process.stdout.write(result.success)
-    })
+    )
 )
 
 if (import.meta.main) await runMain(neighbors)

@@ -8,16 +8,16 @@
  * Progress goes to stderr. A path that is not a run dir or experiment root, or a run without a readable
  * metrics.jsonl, exits 1 with one paragraph (a torn last line, as a running job leaves it, is tolerated).
  */
-import { Effect, Result } from "effect"
+import { Effect } from "effect"
 import { Command, Argument, Flag } from "effect/cli"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { basename, dirname, resolve } from "node:path"
 import * as vega from "vega"
 import * as vl from "vega-lite"
 import { selectBackend } from "../engine/backend.ts"
-import { ConfigError, RunDirError, reportUserError } from "../errors.ts"
+import { ConfigError, RunDirError } from "../errors.ts"
 import { attempt, DEFAULT_WORDS, readMetrics, resolveRuns, type RunInfo, runNeighbors, taskLabel, type Weights, type WordNeighbors } from "./inspect.ts"
-import { runMain } from "./main.ts"
+import { reportingUserErrors, runMain } from "./main.ts"
 import { formatDuration } from "./progress.ts"
 
 /** One plotted value: a run's metric at a step (`series` tells curves of one run apart, e.g. train / validation). */
@@ -373,7 +373,7 @@ function runsTable(data: ReportData): string {
   const byRun = new Map(data.results.map((r) => [r.run, r]))
   const rows = data.runs.map((run) => {
     const r = byRun.get(run.label)
-    const task = run.config.task === "language-model" ? "language model" : run.config.method
+    const task = taskLabel(run.config)
     return (
       `<tr><td>${escape(run.label)}</td><td><code>${escape(run.dir)}</code></td><td>${escape(task)}</td><td class="num">${run.config.seed}</td>` +
       `<td class="num">${run.config.train.steps}</td><td class="num">${r ? pct(r.testError) : "—"}</td>` +
@@ -461,13 +461,13 @@ const report = Command.make(
     weights: Flag.Literals("weights", ["ema", "raw"]).pipe(Flag.withDescription("neighbours in the EMA weights (what evaluation uses) or the raw trained ones"), Flag.withDefault("ema"))
   },
   (args) =>
-    Effect.promise(async () => {
-      const words = args.words.split(",").map((w) => w.trim()).filter((w) => w !== "")
-      if (args.k < 1 || words.length === 0) {
-        return reportUserError(new ConfigError({ message: args.k < 1 ? `--k must be at least 1 (got ${args.k}).` : "--words names no word." }))
-      }
-      const log = (line: string) => process.stderr.write(line + "\n")
-      const program = Effect.gen(function* () {
+    reportingUserErrors(
+      Effect.gen(function* () {
+        const words = args.words.split(",").map((w) => w.trim()).filter((w) => w !== "")
+        if (args.k < 1 || words.length === 0) {
+          return yield* new ConfigError({ message: args.k < 1 ? `--k must be at least 1 (got ${args.k}).` : "--words names no word." })
+        }
+        const log = (line: string) => process.stderr.write(line + "\n")
         yield* selectBackend("cpu")
         const html = yield* buildReport(args.paths, { words, k: args.k, weights: args.weights, log })
         yield* Effect.try({
@@ -476,9 +476,7 @@ const report = Command.make(
         })
         log(`wrote ${args.out} (${Math.round(html.length / 1024)} KB)`)
       })
-      const result = await Effect.runPromise(program.pipe(Effect.result))
-      if (Result.isFailure(result)) reportUserError(result.failure)
-    })
+    )
 )
 
 if (import.meta.main) await runMain(report)

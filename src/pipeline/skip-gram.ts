@@ -11,12 +11,13 @@ import { Effect } from "effect"
 import { join } from "node:path"
 import { InvalidDataset, type UserError } from "../errors.ts"
 import { EMBEDDING } from "../model/classifier.ts"
-import { CHECKPOINT, writeCheckpoint } from "../model/checkpoint.ts"
+import { CHECKPOINT } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState } from "../model/optimizer.ts"
 import { rescaleToStd, trainSkipGram } from "../stages/skip-gram.ts"
 import type { Config } from "./config.ts"
+import { type LoopOptions, type LoopOutcome, startRun } from "./loop.ts"
 import { formatDuration } from "./progress.ts"
-import { metricsLog, type RunOptions, runDirError, startRun, writeFileAtomic } from "./run.ts"
+import { runDirError } from "./run-dir.ts"
 
 export interface SkipGramSummary {
   readonly name: string
@@ -31,18 +32,16 @@ export interface SkipGramSummary {
   readonly wallSeconds: number
 }
 
-export type SkipGramOutcome = { readonly status: "completed"; readonly summary: SkipGramSummary } | { readonly status: "interrupted"; readonly step: number }
+export type SkipGramOutcome = LoopOutcome<SkipGramSummary>
 
 /** The classifier's embedding init is U(−1, 1); the pretrained vectors are scaled to its standard deviation. */
 const INIT_STD = 1 / Math.sqrt(3)
 
-export const runSkipGram = (config: Config, options: RunOptions): Effect.Effect<SkipGramOutcome, UserError> =>
+export const runSkipGram = (config: Config, options: LoopOptions): Effect.Effect<SkipGramOutcome, UserError> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const { runDir, progress } = options
-      const stop = options.stop ?? { requested: false }
       const started = performance.now()
-      const { data } = yield* startRun(config, { ...options, resume: false }, "skip-gram embedding pretraining")
+      const { data, runDir, progress, stop, storage } = yield* startRun(config, { ...options, resume: false }, "skip-gram embedding pretraining")
       const docs = [...data.train, ...data.unlabeled].map((d) => d.ids)
       const V = data.vocabulary.size
       const eos = data.vocabulary.eosId
@@ -53,7 +52,7 @@ export const runSkipGram = (config: Config, options: RunOptions): Effect.Effect<
         `data: ${docs.length.toLocaleString()} documents (${data.train.length} labeled-train + ${data.unlabeled.length} unlabeled), ${tokens.toLocaleString()} tokens; ` +
           `vocabulary ${V}; D ${config.model.embeddingDim}, window ${sg.window}, ${sg.negatives} negatives, ${sg.epochs} epochs`
       )
-      const writeMetrics = yield* metricsLog(runDir, false, 0)
+      const writeMetrics = yield* storage.metricsLog(runDir, false, 0)
       const result = trainSkipGram(
         docs,
         V,
@@ -83,13 +82,7 @@ export const runSkipGram = (config: Config, options: RunOptions): Effect.Effect<
       embedding.dispose()
       yield* Effect.try({
         try: () =>
-          writeCheckpoint(join(runDir, CHECKPOINT), state, {
-            task: "skip-gram",
-            vocabulary: data.vocabulary.words,
-            counts: data.vocabulary.counts,
-            seed: config.seed,
-            wallSeconds
-          }),
+          storage.writeCheckpoint(runDir, state, { task: "skip-gram", vocabulary: data.vocabulary.words, counts: data.vocabulary.counts, seed: config.seed, wallSeconds }, {}),
         catch: (cause) => runDirError(`cannot write checkpoint in ${runDir}: ${(cause as Error).message}`)
       }).pipe(Effect.ensuring(Effect.sync(() => disposeTrainState(state))))
       const summary: SkipGramSummary = {
@@ -103,7 +96,7 @@ export const runSkipGram = (config: Config, options: RunOptions): Effect.Effect<
         vocabularySize: V,
         wallSeconds
       }
-      writeFileAtomic(join(runDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n")
+      storage.writeSummary(runDir, summary)
       progress.line(`done in ${formatDuration(wallSeconds)}: embedding [${V} × ${config.model.embeddingDim}] in ${join(runDir, CHECKPOINT)}`)
       return { status: "completed", summary } as const
     })

@@ -31,11 +31,7 @@ const formatFlag = Flag.Literals("format", INPUT_FORMATS).pipe(
 
 /** Runs `body` with the run's classifier; a user error (bad run dir, bad input) is printed as one paragraph, exit 1. */
 const withClassifier = <A>(runDir: string, body: (classifier: Classifier) => Effect.Effect<A, UserError>) =>
-  Effect.promise(async () => {
-    const exit = await Effect.runPromiseExit(Effect.scoped(Effect.flatMap(loadClassifier(runDir), body)).pipe(Effect.result))
-    if (exit._tag === "Failure") throw exit.cause
-    if (exit.value._tag === "Failure") reportUserError(exit.value.failure)
-  })
+  Effect.scoped(Effect.flatMap(loadClassifier(runDir), body)).pipe(Effect.catch((error) => Effect.sync(() => reportUserError(error))))
 
 /** The texts of the inputs, after checking they hold any; classifies with a progress line on long inputs. */
 const classifyInputs = (classifier: Classifier, inputs: ReadonlyArray<InputText>) => {
@@ -124,12 +120,10 @@ const exportCommand = Command.make(
     out: Flag.String("out").pipe(Flag.withDescription("folder to write model.json, its weights, vocabulary.json and tokenizer.js to"))
   },
   (args) =>
-    Effect.promise(async () => {
-      const exit = await Effect.runPromiseExit(exportRun(args.runDir, args.out).pipe(Effect.result))
-      if (exit._tag === "Failure") throw exit.cause
-      if (exit.value._tag === "Failure") return reportUserError(exit.value.failure)
-      process.stdout.write(exit.value.success.map((f) => f + "\n").join(""))
-    })
+    exportRun(args.runDir, args.out).pipe(
+      Effect.flatMap((files) => Effect.sync(() => void process.stdout.write(files.map((f) => f + "\n").join("")))),
+      Effect.catch((error) => Effect.sync(() => reportUserError(error)))
+    )
 )
 
 const advtext = Command.make("advtext").pipe(Command.withSubcommands([predict, evaluate, exportCommand]))

@@ -116,7 +116,7 @@ describe("config schema follows the code", () => {
   test("defaults come from the owning modules' constants, in the declared key order", async () => {
     const { OPTIMIZER_DEFAULTS } = await import("../../src/model/optimizer.ts")
     const { DEFAULT_PERTURBATION } = await import("../../src/method/method.ts")
-    const { optimizerConfig } = await import("../../src/pipeline/run.ts")
+    const { optimizerConfig } = await import("../../src/pipeline/loop.ts")
     expect(DEFAULTS.train).toMatchObject(OPTIMIZER_DEFAULTS)
     expect(DEFAULTS.perturbation).toMatchObject(DEFAULT_PERTURBATION)
     expect(optimizerConfig(resolveConfig({ train: { adamEpsilon: 1e-6 } }))).toEqual({ ...OPTIMIZER_DEFAULTS, adamEpsilon: 1e-6 })
