@@ -25,7 +25,7 @@ const option = (name: string) => args.flatMap((a, i) => (a === name ? [args[i + 
 const configPath = args.find((a, i) => !a.startsWith("--") && !args[i - 1]?.startsWith("--"))
 if (configPath === undefined) throw new Error("usage: bun bench/probe-features.ts <classifier config> [--seed S] [--data-dir DIR] [--run DIR ...]")
 const config = await loadConfigFile(resolve(configPath), [`seed=${option("--seed")[0] ?? "0"}`])
-await Effect.runPromise(selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm }))
+const { engine } = await Effect.runPromise(selectBackend(config.backend, { blas: config.blas, fusedLstm: config.fusedLstm }))
 const data = await Effect.runPromise(prepareData(config, { dataDir: option("--data-dir")[0] ?? "../shared/data", download: false }, () => {}))
 const frequencies = tf.tensor1d(data.vocabulary.frequencies())
 const fresh = () => initialParams(modelShapeOf(config, data), rng(config.seed, "init"))
@@ -33,8 +33,8 @@ const fresh = () => initialParams(modelShapeOf(config, data), rng(config.seed, "
 /** [docs × features] at each document's EOS (no dropout), and the labels in the same order. */
 function featureMatrix(params: Record<string, tf.Tensor>, docs: ReadonlyArray<EncodedDoc>): { x: tf.Tensor2D; y: Float32Array } {
   const batches = evaluationBatches(docs, 256, config.data.window, config.model.bidirectional)
-  const rows = withTable(params, frequencies, config.model.normalizeEmbeddings, (table) =>
-    batches.map((batch) => tf.tidy(() => cleanFeatures(params, table, batch, batchTensors(batch).ids)))
+  const rows = withTable(params, frequencies, { engine, normalizeEmbeddings: config.model.normalizeEmbeddings }, (table) =>
+    batches.map((batch) => tf.tidy(() => cleanFeatures(engine, params, table, batch, batchTensors(batch).ids)))
   )
   const x = tf.concat(rows) as tf.Tensor2D
   tf.dispose(rows)

@@ -30,6 +30,7 @@ const schedule = new LmSchedule(docs, { batchSize: +B, window: 400, seed: 1, bid
 const freq = tf.tensor1d(counts.map((c) => c / counts.reduce((a, b) => a + b, 0)))
 const sampler = new UnigramSampler(counts)
 const options = {
+  engine: active.engine,
   seed: 1,
   embeddingKeepProb: 0.5,
   normalizeEmbeddings: true,

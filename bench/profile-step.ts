@@ -25,6 +25,7 @@ const docs = Array.from({ length: +B }, (_, b) => ({
 const batch = makeBatch(docs, 400)
 const freq = tf.fill([+V], 1 / +V) as tf.Tensor1D
 const options = {
+  engine: active.engine,
   seed: 1,
   embeddingKeepProb: 0.5,
   normalizeEmbeddings: true,

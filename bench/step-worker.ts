@@ -26,7 +26,7 @@ const flag = (name: string) => {
 }
 const spec = SPECS[specName]
 if (spec === undefined) throw new Error(`unknown spec ${specName}`)
-await Effect.runPromise(
+const { engine } = await Effect.runPromise(
   selectBackend((flag("--backend") ?? "auto") as BackendName, { blas: (flag("--blas") ?? "auto") as "auto" | "off", fusedLstm: (flag("--fused-lstm") ?? "auto") as "auto" | "off" })
 )
 
@@ -47,6 +47,7 @@ function classifierStep(c: ClassifierSpec): () => void {
   const state = createTrainState(initial)
   tf.dispose(Object.values(initial))
   const options = {
+    engine,
     seed: 0,
     embeddingKeepProb: 0.5,
     normalizeEmbeddings: true,
@@ -77,7 +78,7 @@ function lmStep(c: LmSpec): () => void {
   const schedule = new LmSchedule(docs, { batchSize: c.B, window: 400, seed: 1, bidirectional: c.bidirectional })
   const frequencies = tf.tensor1d(counts.map((n) => n / total))
   const sampler = new UnigramSampler(counts)
-  const options = { seed: 1, embeddingKeepProb: 0.5, normalizeEmbeddings: true, candidateSamples: c.K, bidirectional: c.bidirectional, optimizer }
+  const options = { engine, seed: 1, embeddingKeepProb: 0.5, normalizeEmbeddings: true, candidateSamples: c.K, bidirectional: c.bidirectional, optimizer }
   let carried: CarriedState = zeroCarriedState(c.B, c.H, c.bidirectional ? 2 : 1)
   return () => {
     const result = lmTrainStep(state, schedule.nextBatch(), carried, frequencies, sampler, options)

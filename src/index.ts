@@ -5,7 +5,7 @@
 export * from "./errors.ts"
 export { rng, permutation, type Rng } from "./random.ts"
 export { selectBackend, type ActiveBackend, type BackendName, type BlasChoice, type EngineOptions } from "./engine/backend.ts"
-export { useFusedLstm } from "./engine/lstm-op.ts"
+export { fusedEngine, type ModelEngine, REFERENCE_ENGINE } from "./engine/model-engine.ts"
 export { loadBlas, useBlasMatMul, type Blas } from "./engine/blas.ts"
 export { tidy } from "./engine/tidy.ts"
 
@@ -72,6 +72,7 @@ export {
   evaluate,
   evaluatePerturbationLosses,
   type Evaluation,
+  type EvaluationOptions,
   type PerturbationEvaluation,
   type PerturbationLossOptions
 } from "./stages/evaluate.ts"
@@ -85,6 +86,7 @@ export {
   zeroCarriedState,
   type CarriedState,
   type LmEvaluation,
+  type LmEvaluationOptions,
   type LmStepMetrics,
   type LmStepOptions
 } from "./stages/pretrain.ts"

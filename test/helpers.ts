@@ -7,18 +7,30 @@
 import { beforeAll } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import { selectBackend, type BackendName, type EngineOptions } from "../src/engine/backend.ts"
+import { type ActiveBackend, selectBackend, type BackendName, type EngineOptions } from "../src/engine/backend.ts"
 import { rng, type Rng } from "../src/random.ts"
 
 /** Initialize the backend (registers gradients, our custom kernels and the BLAS matmul when available). */
 export const initBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu", engine: EngineOptions = {}) =>
   Effect.runPromise(selectBackend(name, engine))
 
-/** Register a `beforeAll` that selects `name` (and engine options) for the current file/describe block. */
-export const useBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu", engine: EngineOptions = {}): void => {
+/**
+ * Register a `beforeAll` that selects `name` (and engine options) for the current file/describe block. Returns the
+ * selection, for tests to pass its `engine` to the model (readable once the `beforeAll` ran, i.e. inside a test).
+ */
+export const useBackend = (name: Exclude<BackendName, "auto" | "tensorflow"> = "cpu", engine: EngineOptions = {}): (() => ActiveBackend) =>
+  selectInBeforeAll(() => initBackend(name, engine))
+
+/** Register a `beforeAll` that runs `select`; returns its selection (readable once the `beforeAll` ran). */
+export const selectInBeforeAll = (select: () => Promise<ActiveBackend>): (() => ActiveBackend) => {
+  let active: ActiveBackend | undefined
   beforeAll(async () => {
-    await initBackend(name, engine)
+    active = await select()
   })
+  return () => {
+    if (active === undefined) throw new Error("the backend is selected in beforeAll; read it inside a test")
+    return active
+  }
 }
 
 /** Synchronous copy of a tensor's values as a plain number array. */

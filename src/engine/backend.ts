@@ -21,7 +21,7 @@ import { registerAdamEmaKernel } from "./adam-ema.ts"
 import { registerJsKernel, type Values } from "./js-kernel.ts"
 import { loadGateKernels } from "./gates.ts"
 import { loadHeapKernels } from "./heap-kernels.ts"
-import { fusedLstmEngine, useFusedLstm } from "./lstm-op.ts"
+import { fusedEngine, type ModelEngine, REFERENCE_ENGINE } from "./model-engine.ts"
 
 /** The tensor backends a config may name (`auto`: tensorflow, then wasm, then cpu). */
 export const BACKENDS = ["auto", "tensorflow", "wasm", "cpu"] as const
@@ -190,8 +190,10 @@ export interface ActiveBackend {
   readonly description: string
   /** The BLAS library the JS backends' matrix products run on, if any. */
   readonly blas: string | undefined
-  /** Whether the fused LSTM op (BLAS + typed-array gate loops) is active. */
+  /** Whether the fused LSTM op (BLAS + typed-array gate loops) is active: `engine` has a BLAS. */
   readonly fusedLstm: boolean
+  /** How the model runs on this backend: pass it to the stages (StepOptions.engine, …) and the model functions. */
+  readonly engine: ModelEngine
 }
 
 /** `auto`: use a system BLAS for the JS backends' matrix products when one loads; `off`: tfjs's own kernels. */
@@ -204,38 +206,37 @@ export interface EngineOptions {
   readonly fusedLstm?: BlasChoice
 }
 
-async function configureEngine(backendName: string, options: EngineOptions, findBlas: () => Blas | undefined): Promise<Pick<ActiveBackend, "blas" | "fusedLstm" | "description">> {
+async function configureEngine(backendName: string, options: EngineOptions, findBlas: () => Blas | undefined): Promise<Pick<ActiveBackend, "blas" | "fusedLstm" | "engine" | "description">> {
   const blas = (options.blas ?? "auto") === "auto" && backendName !== "tensorflow" ? findBlas() : undefined
   useBlasMatMul(blas)
   const fused = blas !== undefined && (options.fusedLstm ?? "auto") === "auto"
-  useFusedLstm(fused ? blas : undefined)
   const gates = fused ? (await loadGateKernels()).note : undefined
   await loadHeapKernels()
   const blasText = blas === undefined ? undefined : `${blas.description} (${blas.threads} thread${blas.threads === 1 ? "" : "s"})`
   const description = blasText === undefined ? "tfjs matmul, reference LSTM" : `matmul on ${blasText}, ${fused ? `fused LSTM with ${gates}` : "reference LSTM"}`
-  return { blas: blasText, fusedLstm: fused, description }
+  return { blas: blasText, fusedLstm: fused, engine: fused ? fusedEngine(blas) : REFERENCE_ENGINE, description }
 }
 
 /** Select and initialize the tensor backend, its BLAS held by the process (loadBlas). Idempotent for the same request. */
-export const selectBackend = (requested: BackendName, engine: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError> => selectBackendWith(requested, engine, loadBlas)
+export const selectBackend = (requested: BackendName, options: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError> => selectBackendWith(requested, options, loadBlas)
 
 /**
  * selectBackend as a resource of a scope (a training run): when the process holds no BLAS yet, the scope opens a
- * handle of its own and closes it when it ends; either way the matrix-product and LSTM kernels the scope routed through
- * BLAS are put back as they were before it.
+ * handle of its own and closes it when it ends; either way the matrix-product kernels the scope routed through BLAS
+ * are put back as they were before it. (The model's fused ops need no putting back: they run where the returned
+ * `engine` is passed.)
  */
-export const selectBackendScoped = (requested: BackendName, engine: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError, Scope.Scope> =>
+export const selectBackendScoped = (requested: BackendName, options: EngineOptions = {}): Effect.Effect<ActiveBackend, BackendError, Scope.Scope> =>
   Effect.gen(function* () {
-    const before = { matmul: blasMatMulEngine(), lstm: fusedLstmEngine() }
+    const before = blasMatMulEngine()
     let opened: OpenedBlas | undefined
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        useBlasMatMul(before.matmul)
-        useFusedLstm(before.lstm)
+        useBlasMatMul(before)
         opened?.close()
       })
     )
-    return yield* selectBackendWith(requested, engine, () => {
+    return yield* selectBackendWith(requested, options, () => {
       const held = processBlas()
       if (held !== undefined) return held.blas
       opened ??= openBlas()
@@ -243,7 +244,7 @@ export const selectBackendScoped = (requested: BackendName, engine: EngineOption
     })
   })
 
-const selectBackendWith = (requested: BackendName, engine: EngineOptions, findBlas: () => Blas | undefined): Effect.Effect<ActiveBackend, BackendError> =>
+const selectBackendWith = (requested: BackendName, options: EngineOptions, findBlas: () => Blas | undefined): Effect.Effect<ActiveBackend, BackendError> =>
   Effect.tryPromise({
     try: async (): Promise<ActiveBackend> => {
       registerScatterAddKernels()
@@ -253,8 +254,8 @@ const selectBackendWith = (requested: BackendName, engine: EngineOptions, findBl
         const pkg = await tryTensorflow()
         if (pkg !== undefined && (await tf.setBackend("tensorflow"))) {
           await tf.ready()
-          const e = await configureEngine("tensorflow", engine, findBlas)
-          return { name: "tensorflow", description: `tensorflow (${pkg}), ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
+          const e = await configureEngine("tensorflow", options, findBlas)
+          return { name: "tensorflow", description: `tensorflow (${pkg}), ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm, engine: e.engine }
         }
         if (requested === "tensorflow") {
           throw new Error(
@@ -268,9 +269,9 @@ const selectBackendWith = (requested: BackendName, engine: EngineOptions, findBl
         if (requested !== "auto" && requested !== name) continue
         if (await trySet(name)) {
           await tf.ready()
-          const e = await configureEngine(name, engine, findBlas)
+          const e = await configureEngine(name, options, findBlas)
           const base = name === "wasm" ? "wasm (tfjs-backend-wasm)" : "cpu (tfjs-backend-cpu, pure JS)"
-          return { name, description: `${base}, ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm }
+          return { name, description: `${base}, ${e.description}`, blas: e.blas, fusedLstm: e.fusedLstm, engine: e.engine }
         }
         if (requested === name) throw new Error(`backend '${name}' was requested but @tensorflow/tfjs-backend-${name} failed to initialize.`)
       }

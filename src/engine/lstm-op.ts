@@ -1,19 +1,11 @@
 /**
- * Binds the fused LSTM (src/engine/fused-lstm.ts) into tfjs as one differentiable op via tf.customGrad. Used on the
- * wasm/cpu backends when a BLAS is loaded; otherwise (and on tfjs-node) the pure-tfjs reference LSTM runs.
+ * Binds the fused LSTM (src/engine/fused-lstm.ts) into tfjs as one differentiable op via tf.customGrad. The model runs
+ * it when its engine (src/engine/model-engine.ts) has a BLAS, on the wasm/cpu backends; otherwise (and on tfjs-node)
+ * the pure-tfjs reference LSTM runs.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import type { Blas } from "./blas.ts"
 import { type LstmDims, lstmBackward, lstmForward, type LstmGradients, type LstmTape, type LstmWeights } from "./fused-lstm.ts"
-
-let engine: Blas | undefined
-
-/** Route `lstm` (src/model/classifier.ts) through the fused op, or back to the reference when undefined. */
-export function useFusedLstm(blas: Blas | undefined): void {
-  engine = blas
-}
-
-export const fusedLstmEngine = (): Blas | undefined => engine
 
 const f32 = (t: tf.Tensor): Float32Array => t.dataSync() as Float32Array
 

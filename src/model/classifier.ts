@@ -1,10 +1,12 @@
 /**
  * The model (spec A2): frequency-normalized word embeddings → embedding dropout → one LSTM layer → ReLU hidden layer →
  * one logit (2 classes, sigmoid) or C logits (softmax). Everything here is a pure function of a parameter record, so
- * the same code runs the trainable weights and their EMA copy.
+ * the same code runs the trainable weights and their EMA copy. The functions that run the LSTM or Eq. (1) take the
+ * `ModelEngine` (src/engine/model-engine.ts) first: the fused CPU ops or the tfjs reference ops.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { fusedLstmEngine, fusedLstmOutput, fusedLstmSequence, fusedLstmState } from "../engine/lstm-op.ts"
+import { fusedLstmOutput, fusedLstmSequence, fusedLstmState } from "../engine/lstm-op.ts"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { fusedNormalizeEmbeddings } from "../engine/normalize-op.ts"
 import { normalizeEmbeddings as frequencyNormalized } from "../method/method.ts"
 import type { Rng } from "../random.ts"
@@ -59,9 +61,9 @@ export function initialParams(shape: ModelShape, random: Rng): Record<string, tf
   }
 }
 
-/** Paper Eq. (1) (src/method/method.ts), computed by the CPU engine's fused op when it is on (same result). */
-export function normalizeEmbeddings(embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
-  if (fusedLstmEngine() !== undefined) return fusedNormalizeEmbeddings(embedding, frequencies)
+/** Paper Eq. (1) (src/method/method.ts), computed by the CPU engine's fused op when `engine` is fused (same result). */
+export function normalizeEmbeddings(engine: ModelEngine, embedding: tf.Tensor2D, frequencies: tf.Tensor1D): tf.Tensor2D {
+  if (engine.fused !== undefined) return fusedNormalizeEmbeddings(embedding, frequencies)
   return frequencyNormalized(embedding, frequencies)
 }
 
@@ -99,8 +101,8 @@ export function timeMask(lengths: Int32Array, steps: number): tf.Tensor3D {
 /**
  * A unidirectional LSTM (TF BasicLSTMCell, forget bias 0, gates i, j, f, o) over inputs [B, T, D]. Steps at or past a
  * sequence's length leave its state unchanged, so the returned state is the one at the last valid step (the EOS).
- * Runs the fused op (src/engine/fused-lstm.ts) when enabled, else `referenceLstm`. `gradients` says what the caller
- * will differentiate: "none" (prefixes, evaluation: the fused op keeps no activations), "inputs" (a perturbation's
+ * Runs the fused op (src/engine/fused-lstm.ts) when `engine` is fused, else `referenceLstm`. `gradients` says what the
+ * caller will differentiate: "none" (prefixes, evaluation: the fused op keeps no activations), "inputs" (a perturbation's
  * direction: the fused op skips the weight-gradient GEMMs and reports zero weight gradients), or "all". With the fused
  * op only h carries a gradient (the classifier's feature); c is returned for "none". `prefix` names the parameter group
  * (`${prefix}/inputKernel`, …): "lstm", or e.g. "lstmReverse" for a bidirectional model's second LSTM.
@@ -108,6 +110,7 @@ export function timeMask(lengths: Int32Array, steps: number): tf.Tensor3D {
 export type LstmGradients = "all" | "inputs" | "none"
 
 export function lstm(
+  engine: ModelEngine,
   params: Params,
   inputs: tf.Tensor3D,
   lengths: Int32Array,
@@ -115,7 +118,7 @@ export function lstm(
   gradients: LstmGradients = "all",
   prefix = "lstm"
 ): LstmState {
-  const blas = fusedLstmEngine()
+  const blas = engine.fused
   if (blas === undefined) return referenceLstm(params, inputs, lengths, initial, prefix)
   const args = fusedArgs(params, inputs, lengths, initial, prefix)
   if (gradients === "none") return fusedLstmState(blas, args)
@@ -135,8 +138,15 @@ export interface LstmSequence {
  * The same LSTM, returning every step's output (language-model pretraining reads a prediction from each step) and the
  * final state. Gradients stop at the window boundary: none flows into `initial` or out of `final`.
  */
-export function lstmSequence(params: Params, inputs: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, prefix = "lstm"): LstmSequence {
-  const blas = fusedLstmEngine()
+export function lstmSequence(
+  engine: ModelEngine,
+  params: Params,
+  inputs: tf.Tensor3D,
+  lengths: Int32Array,
+  initial: LstmState | undefined,
+  prefix = "lstm"
+): LstmSequence {
+  const blas = engine.fused
   if (blas === undefined) return referenceLstmSequence(params, inputs, lengths, initial, prefix)
   return fusedLstmSequence(blas, fusedArgs(params, inputs, lengths, initial, prefix))
 }
@@ -210,9 +220,16 @@ export const isBidirectional = (params: Params): boolean => params["lstmReverse/
  * LSTM reads its own rows and the two final h are concatenated along features (spec A2.5; not time, the #4649 bug).
  * `initial` has one row per input row.
  */
-export function features(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients = "all"): tf.Tensor2D {
-  if (!isBidirectional(params)) return lstm(params, e, lengths, initial, gradients).h
-  const [forward, reverse] = lstmPerDirection(params, e, lengths, initial, gradients)
+export function features(
+  engine: ModelEngine,
+  params: Params,
+  e: tf.Tensor3D,
+  lengths: Int32Array,
+  initial: LstmState | undefined,
+  gradients: LstmGradients = "all"
+): tf.Tensor2D {
+  if (!isBidirectional(params)) return lstm(engine, params, e, lengths, initial, gradients).h
+  const [forward, reverse] = lstmPerDirection(engine, params, e, lengths, initial, gradients)
   return tf.concat([forward.h, reverse.h], 1) as tf.Tensor2D
 }
 
@@ -220,9 +237,9 @@ export function features(params: Params, e: tf.Tensor3D, lengths: Int32Array, in
  * The final state of prefix rows [R, T, D] run without gradient from `initial` (zeros when undefined; windows of
  * longer documents start from it), in the same row layout; each direction's rows go through its own LSTM.
  */
-export function prefixStateOf(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial?: LstmState): LstmState {
-  if (!isBidirectional(params)) return lstm(params, e, lengths, initial, "none")
-  const [f, r] = lstmPerDirection(params, e, lengths, initial, "none")
+export function prefixStateOf(engine: ModelEngine, params: Params, e: tf.Tensor3D, lengths: Int32Array, initial?: LstmState): LstmState {
+  if (!isBidirectional(params)) return lstm(engine, params, e, lengths, initial, "none")
+  const [f, r] = lstmPerDirection(engine, params, e, lengths, initial, "none")
   const interleave = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.reshape(tf.stack([a, b], 1), [2 * a.shape[0], a.shape[1]]) as tf.Tensor2D
   return { c: interleave(f.c, r.c), h: interleave(f.h, r.h) }
 }
@@ -231,12 +248,19 @@ export function prefixStateOf(params: Params, e: tf.Tensor3D, lengths: Int32Arra
 const splitDirections = <T extends tf.Tensor>(t: T): [T, T] => tf.unstack(tf.reshape(t, [t.shape[0] / 2, 2, ...t.shape.slice(1)]), 1) as [T, T]
 
 /** The forward LSTM over the even rows and the reverse LSTM over the odd rows of a bidirectional batch. */
-function lstmPerDirection(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined, gradients: LstmGradients): [LstmState, LstmState] {
+function lstmPerDirection(
+  engine: ModelEngine,
+  params: Params,
+  e: tf.Tensor3D,
+  lengths: Int32Array,
+  initial: LstmState | undefined,
+  gradients: LstmGradients
+): [LstmState, LstmState] {
   const inputs = splitDirections(e)
   const c = initial === undefined ? undefined : splitDirections(initial.c)
   const h = initial === undefined ? undefined : splitDirections(initial.h)
   const run = (k: 0 | 1, prefix: string) =>
-    lstm(params, inputs[k], lengths.filter((_, r) => r % 2 === k), c && h ? { c: c[k], h: h[k] } : undefined, gradients, prefix)
+    lstm(engine, params, inputs[k], lengths.filter((_, r) => r % 2 === k), c && h ? { c: c[k], h: h[k] } : undefined, gradients, prefix)
   return [run(0, "lstm"), run(1, "lstmReverse")]
 }
 
@@ -262,8 +286,8 @@ export function head(params: Params, features: tf.Tensor2D): HeadOutput {
 }
 
 /** z(e): logits from an embedded window e (after dropout, plus any perturbation) and its initial state. */
-export function logitsFromEmbedded(params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined): HeadOutput {
-  return head(params, features(params, e, lengths, initial))
+export function logitsFromEmbedded(engine: ModelEngine, params: Params, e: tf.Tensor3D, lengths: Int32Array, initial: LstmState | undefined): HeadOutput {
+  return head(params, features(engine, params, e, lengths, initial))
 }
 
 /** Predicted class: logit > 0 for one logit (spec A2.3, after the #3269 fix), argmax otherwise. */

@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
+import { REFERENCE_ENGINE } from "../engine/model-engine.ts"
 import { RunDirError } from "../errors.ts"
 import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
 import { EMBEDDING } from "../model/classifier.ts"
@@ -168,7 +169,9 @@ export function runNeighbors(run: RunInfo, queries: ReadonlyArray<string>, k: nu
     const frequencies = tf.tensor1d(vocabulary.frequencies())
     let found: Array<Array<Neighbor>>
     try {
-      found = withTable({ [EMBEDDING]: embedding }, frequencies, run.config.model.normalizeEmbeddings, (table) => nearestNeighbors(table as tf.Tensor2D, ids, k, new Set([eos])))
+      // One Eq. (1) pass for a similarity ranking: the reference op (the fused one computes the same, faster per step).
+      const normalization = { engine: REFERENCE_ENGINE, normalizeEmbeddings: run.config.model.normalizeEmbeddings }
+      found = withTable({ [EMBEDDING]: embedding }, frequencies, normalization, (table) => nearestNeighbors(table as tf.Tensor2D, ids, k, new Set([eos])))
     } finally {
       frequencies.dispose()
     }

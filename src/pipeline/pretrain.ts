@@ -99,7 +99,7 @@ type LmCorpus = ReturnType<typeof lmCorpus> & { readonly sampler: UnigramSampler
 
 /** Validation and training-sample perplexities (full softmax, EMA weights); undefined when a stop request cut them short. */
 const lmEvaluation = (ctx: RunContext, state: TrainState, corpus: LmCorpus) => {
-  const { config, frequencies } = ctx
+  const { config, frequencies, backend } = ctx
   const bidirectional = config.model.bidirectional
   const perplexityOf = (label: string, evalDocs: ReadonlyArray<EncodedDoc>) =>
     evalDocs.length === 0
@@ -107,6 +107,7 @@ const lmEvaluation = (ctx: RunContext, state: TrainState, corpus: LmCorpus) => {
       : ctx.evaluationPass(
           label,
           languageModelEvaluationSteps(state.ema, frequencies, lmEvaluationBatches(evalDocs, config.train.evalBatchSize, config.data.window, bidirectional), {
+            engine: backend.engine,
             normalizeEmbeddings: config.model.normalizeEmbeddings,
             bidirectional
           }),
@@ -174,6 +175,7 @@ function lmLoopTask(ctx: RunContext, plug: LmPlug): LoopTask<LmBatch, LmStepMetr
   const [B, H, K] = [config.train.batchSize, config.model.lstmUnits, config.lm.candidateSamples]
   const directions = directionsOf(bidirectional).length
   const stepOptions: LmStepOptions = {
+    engine: ctx.backend.engine,
     seed: config.seed,
     embeddingKeepProb: config.model.embeddingKeepProb,
     normalizeEmbeddings: config.model.normalizeEmbeddings,

@@ -11,6 +11,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { join } from "node:path"
 import { PretrainedMismatch, type UserError } from "../errors.ts"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { FEATURE_MEAN, initialParams, type ModelShape } from "../model/classifier.ts"
 import type { TrainState } from "../model/optimizer.ts"
 import { rng } from "../random.ts"
@@ -77,7 +78,7 @@ export const modelShapeOf = (config: Config, data: PreparedData): ModelShape => 
 })
 
 /** A fresh classifier from the seed: pretrained parts restored, and the centered head's feature mean measured. */
-function freshClassifierState({ config, data, frequencies, progress }: RunContext): TrainState {
+function freshClassifierState({ config, data, frequencies, progress, backend }: RunContext): TrainState {
   const initial = initialParams(modelShapeOf(config, data), rng(config.seed, "init"))
   if (config.pretrained !== "") {
     const from = pretrainedDir(config.pretrained, config.seed)
@@ -91,14 +92,16 @@ function freshClassifierState({ config, data, frequencies, progress }: RunContex
   }
   if (config.model.centeredHead) {
     const batches = evaluationBatches(data.train, config.train.evalBatchSize, config.data.window, config.model.bidirectional)
-    initial[FEATURE_MEAN] = meanFeature(initial, frequencies, batches, { normalizeEmbeddings: config.model.normalizeEmbeddings })
+    initial[FEATURE_MEAN] = meanFeature(initial, frequencies, batches, { engine: backend.engine, normalizeEmbeddings: config.model.normalizeEmbeddings })
     const rms = Math.sqrt(tf.mean(tf.square(initial[FEATURE_MEAN])).dataSync()[0])
     progress.line(`centered head: features minus their initial mean over the ${data.train.length} training documents (rms ${rms.toFixed(3)})`)
   }
   return trainStateFrom(initial)
 }
 
-export const stepOptionsOf = (config: Config, method: Method | MethodDefinition = config.method): StepOptions => ({
+/** The step options of a run: its config, its method and how its model runs (the run's `ActiveBackend.engine`). */
+export const stepOptionsOf = (config: Config, engine: ModelEngine, method: Method | MethodDefinition = config.method): StepOptions => ({
+  engine,
   seed: config.seed,
   embeddingKeepProb: config.model.embeddingKeepProb,
   normalizeEmbeddings: config.model.normalizeEmbeddings,
@@ -143,6 +146,7 @@ function classifierEvaluations(ctx: RunContext, state: TrainState, stepOptions: 
       ? evaluationPass(
           "test L_adv / L_vadv",
           perturbationLossSteps(state.ema, frequencies, testBatches, {
+            engine: stepOptions.engine,
             normalizeEmbeddings: config.model.normalizeEmbeddings,
             epsilon: config.perturbation.evalEpsilon,
             xi: config.perturbation.xi,
@@ -201,7 +205,7 @@ const finalEvaluation = (ctx: ClassifierContext, state: TrainState, evaluations:
 /** The classifier plugged into the loop, once its state is loaded. */
 function classifierLoopTask(ctx: ClassifierContext, state: TrainState, writeMetrics: (r: Record<string, unknown>) => void, wallSeconds: () => number): LoopTask<StepBatches, StepMetrics, RunSummary> {
   const { config, data, frequencies, progress } = ctx
-  const stepOptions = stepOptionsOf(config, ctx.method)
+  const stepOptions = stepOptionsOf(config, ctx.backend.engine, ctx.method)
   const evaluations = classifierEvaluations(ctx, state, stepOptions)
   let lastValidation: Evaluation | undefined
   const validationDue = (step: number) => evaluationScheduled(config, step) && evaluations.hasValidation

@@ -2,6 +2,7 @@
  * Evaluation stage (spec A4.3): the EMA weights, no dropout, every document scored exactly once.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { embed, features, head, predict, type Params } from "../model/classifier.ts"
 import type { Batch } from "./batch.ts"
 import { rng } from "../random.ts"
@@ -16,9 +17,16 @@ export interface Evaluation {
   readonly loss: number
 }
 
+/** What every evaluation pass needs besides the weights: how the model runs, and whether it normalizes (Eq. 1). */
+export interface EvaluationOptions {
+  /** The selected backend's `ActiveBackend.engine` (or REFERENCE_ENGINE for the tfjs ops). */
+  readonly engine: ModelEngine
+  readonly normalizeEmbeddings: boolean
+}
+
 /** Run `body` with the (normalized) embedding table computed once for a whole evaluation pass. */
-export function withTable<A>(params: Params, frequencies: tf.Tensor1D, normalize: boolean, body: (table: tf.Tensor2D) => A): A {
-  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, normalize)))
+export function withTable<A>(params: Params, frequencies: tf.Tensor1D, options: EvaluationOptions, body: (table: tf.Tensor2D) => A): A {
+  const table = tf.keep(tf.tidy(() => embeddingTable(options.engine, params, frequencies, options.normalizeEmbeddings)))
   try {
     return body(table)
   } finally {
@@ -41,8 +49,8 @@ export function runToEnd<A>(steps: EvaluationSteps<A>): A {
   }
 }
 
-function* withTableSteps<A>(params: Params, frequencies: tf.Tensor1D, normalize: boolean, body: (table: tf.Tensor2D) => EvaluationSteps<A>): EvaluationSteps<A> {
-  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, normalize)))
+function* withTableSteps<A>(params: Params, frequencies: tf.Tensor1D, options: EvaluationOptions, body: (table: tf.Tensor2D) => EvaluationSteps<A>): EvaluationSteps<A> {
+  const table = tf.keep(tf.tidy(() => embeddingTable(options.engine, params, frequencies, options.normalizeEmbeddings)))
   try {
     return yield* body(table)
   } finally {
@@ -51,34 +59,24 @@ function* withTableSteps<A>(params: Params, frequencies: tf.Tensor1D, normalize:
 }
 
 /** A batch's features as evaluation sees them: no dropout, no perturbation, no gradient (in the caller's tidy scope). */
-export function cleanFeatures(params: Params, table: tf.Tensor2D, batch: Batch, ids: tf.Tensor2D): tf.Tensor2D {
-  return features(params, embed(table, ids, undefined), batch.lengths, prefixState(params, table, batch, undefined), "none")
+export function cleanFeatures(engine: ModelEngine, params: Params, table: tf.Tensor2D, batch: Batch, ids: tf.Tensor2D): tf.Tensor2D {
+  return features(engine, params, embed(table, ids, undefined), batch.lengths, prefixState(engine, params, table, batch, undefined), "none")
 }
 
-export function evaluate(
-  params: Params,
-  frequencies: tf.Tensor1D,
-  batches: ReadonlyArray<Batch>,
-  options: { readonly normalizeEmbeddings: boolean }
-): Evaluation {
+export function evaluate(params: Params, frequencies: tf.Tensor1D, batches: ReadonlyArray<Batch>, options: EvaluationOptions): Evaluation {
   return runToEnd(evaluationSteps(params, frequencies, batches, options))
 }
 
 /** `evaluate`, one batch per step. */
-export function* evaluationSteps(
-  params: Params,
-  frequencies: tf.Tensor1D,
-  batches: ReadonlyArray<Batch>,
-  options: { readonly normalizeEmbeddings: boolean }
-): EvaluationSteps<Evaluation> {
+export function* evaluationSteps(params: Params, frequencies: tf.Tensor1D, batches: ReadonlyArray<Batch>, options: EvaluationOptions): EvaluationSteps<Evaluation> {
   let correct = 0
   let lossSum = 0
   let examples = 0
-  yield* withTableSteps(params, frequencies, options.normalizeEmbeddings, function* (table) {
+  yield* withTableSteps(params, frequencies, options, function* (table) {
     for (const [index, batch] of batches.entries()) {
       tf.tidy(() => {
         const tensors = batchTensors(batch)
-        const { logits } = head(params, cleanFeatures(params, table, batch, tensors.ids))
+        const { logits } = head(params, cleanFeatures(options.engine, params, table, batch, tensors.ids))
         const predicted = predict(logits).dataSync()
         for (let b = 0; b < batch.size; b++) if (predicted[b] === batch.labels[b]) correct++
         lossSum += classificationLoss(logits, tensors.labels).dataSync()[0] * batch.size
@@ -93,14 +91,14 @@ export function* evaluationSteps(
 }
 
 /** The mean feature (LSTM output at the EOS, no dropout) over the batches' documents. */
-export function meanFeature(params: Params, frequencies: tf.Tensor1D, batches: ReadonlyArray<Batch>, options: { readonly normalizeEmbeddings: boolean }): tf.Tensor1D {
+export function meanFeature(params: Params, frequencies: tf.Tensor1D, batches: ReadonlyArray<Batch>, options: EvaluationOptions): tf.Tensor1D {
   let sum: tf.Tensor1D | undefined
   let examples = 0
-  withTable(params, frequencies, options.normalizeEmbeddings, (table) => {
+  withTable(params, frequencies, options, (table) => {
     for (const batch of batches) {
       const next = tf.tidy(() => {
         const tensors = batchTensors(batch)
-        const batchSum = tf.sum(cleanFeatures(params, table, batch, tensors.ids), 0)
+        const batchSum = tf.sum(cleanFeatures(options.engine, params, table, batch, tensors.ids), 0)
         return sum === undefined ? batchSum : tf.add(sum, batchSum)
       }) as tf.Tensor1D
       sum?.dispose()
@@ -125,8 +123,7 @@ export interface PerturbationEvaluation {
  * The adversarial and virtual adversarial losses of a model on labeled documents (EMA weights, no dropout), the
  * quantities the paper plots in Figure 2. VAT noise is seeded per batch, so repeated evaluations are comparable.
  */
-export interface PerturbationLossOptions {
-  readonly normalizeEmbeddings: boolean
+export interface PerturbationLossOptions extends EvaluationOptions {
   readonly epsilon: number
   readonly xi: number
   readonly powerIterations: number
@@ -152,7 +149,7 @@ export function* perturbationLossSteps(
   let adversarial = 0
   let virtual = 0
   let examples = 0
-  yield* withTableSteps(params, frequencies, options.normalizeEmbeddings, function* (table) {
+  yield* withTableSteps(params, frequencies, options, function* (table) {
     for (const [index, batch] of batches.entries()) {
       tf.tidy(() => {
         const inputFor = evaluationTermInput(params, table, batch, options, index)
@@ -173,10 +170,11 @@ export function* perturbationLossSteps(
  */
 function evaluationTermInput(params: Params, table: tf.Tensor2D, batch: Batch, options: PerturbationLossOptions, index: number): (term: LossTerm) => TermInput {
   const { ids, labels } = batchTensors(batch)
-  const initial = prefixState(params, table, batch, undefined)
+  const { engine } = options
+  const initial = prefixState(engine, params, table, batch, undefined)
   const e = embed(table, ids, undefined)
   // Only ∂/∂(window) is ever taken here, so the fused LSTM may skip its weight gradients.
-  const logits = (x: tf.Tensor3D) => head(params, features(params, x, batch.lengths, initial, "inputs")).logits
+  const logits = (x: tf.Tensor3D) => head(params, features(engine, params, x, batch.lengths, initial, "inputs")).logits
   return (term) => ({
     e,
     lengths: batch.lengths,
@@ -184,7 +182,7 @@ function evaluationTermInput(params: Params, table: tf.Tensor2D, batch: Batch, o
     noise: term.noise === undefined ? undefined : (gaussian(e.shape, rng(options.seed, "evaluation-noise", index)) as tf.Tensor3D),
     size: options,
     logits,
-    cleanLogits: () => head(params, features(params, e, batch.lengths, initial, "none")).logits,
+    cleanLogits: () => head(params, features(engine, params, e, batch.lengths, initial, "none")).logits,
     lossGradient: () => tf.grad((x: tf.Tensor) => classificationLoss(logits(x as tf.Tensor3D), labels))(e) as tf.Tensor3D
   })
 }

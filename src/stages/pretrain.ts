@@ -9,7 +9,7 @@
  * constant, so no gradient crosses a window boundary.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { fusedLstmEngine } from "../engine/lstm-op.ts"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { tidy } from "../engine/tidy.ts"
 import { EMBEDDING, embed, embeddingDropoutMask, lstmSequence, type LstmState, type Params } from "../model/classifier.ts"
 import { clipAndApply, type OptimizerConfig, type TrainState } from "../model/optimizer.ts"
@@ -18,7 +18,7 @@ import type { LmBatch } from "./lm-batch.ts"
 import { fusedSampledSoftmaxLoss } from "../engine/sampled-softmax-op.ts"
 import { fullSoftmaxLoss, sampledSoftmaxLoss, UnigramSampler } from "./sampled-softmax.ts"
 import { embeddingTable } from "./train.ts"
-import { type EvaluationSteps, runToEnd } from "./evaluate.ts"
+import { type EvaluationOptions, type EvaluationSteps, runToEnd } from "./evaluate.ts"
 
 /** The two directions: LSTM parameter group and LM head parameter group. */
 export const DIRECTIONS = [
@@ -91,6 +91,8 @@ function validPositions(batch: LmBatch, targets: Int32Array): { readonly index: 
 }
 
 export interface LmLossOptions {
+  /** How the model (and the sampled softmax) runs: the selected backend's `ActiveBackend.engine`, or REFERENCE_ENGINE. */
+  readonly engine: ModelEngine
   readonly normalizeEmbeddings: boolean
   readonly embeddingKeepProb: number
   /** K negatives per step (0: full softmax). */
@@ -99,6 +101,7 @@ export interface LmLossOptions {
 
 /** Cross-entropy of one direction's window, summed over its valid positions (so callers can average any way). */
 function directionLossSum(
+  engine: ModelEngine,
   params: Params,
   table: tf.Tensor2D,
   batch: LmBatch,
@@ -111,7 +114,7 @@ function directionLossSum(
   onFinal: (state: LstmState) => void
 ): tf.Scalar {
   const ids = tf.tensor2d(inputs, [batch.size, batch.steps], "int32")
-  const { outputs, final } = lstmSequence(params, embed(table, ids, dropout), batch.lengths, initial, direction.lstm)
+  const { outputs, final } = lstmSequence(engine, params, embed(table, ids, dropout), batch.lengths, initial, direction.lstm)
   onFinal(final)
   const H = outputs.shape[2]
   const valid = validPositions(batch, targets)
@@ -154,7 +157,7 @@ export function lmTrainStep(
   return tidy((): LmStepResult => {
     const random = rng(options.seed, "lm-step", step)
     const vocabSize = frequencies.shape[0]
-    const softmax = softmaxFor(options.candidateSamples, vocabSize, sampler, random)
+    const softmax = softmaxFor(options.engine, options.candidateSamples, vocabSize, sampler, random)
     const directions = directionsOf(options.bidirectional)
     const names = Object.keys(state.params)
     const nextCarried: CarriedState = []
@@ -164,10 +167,10 @@ export function lmTrainStep(
     const initials = directions.map((_, i) => initialState(carried[i], batch.continues, H))
     const f = (...values: Array<tf.Tensor>): tf.Scalar => {
       const params: Params = Object.fromEntries(names.map((n, i) => [n, values[i]]))
-      const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
+      const table = embeddingTable(options.engine, params, frequencies, options.normalizeEmbeddings)
       const losses = directions.map((direction, i) => {
         const ids = i === 0 ? batch : batch.reverse!
-        return directionLossSum(params, table, batch, ids.inputs, ids.targets, initials[i], direction, dropouts[i], softmax, (s) => (nextCarried[i] = copyState(s)))
+        return directionLossSum(options.engine, params, table, batch, ids.inputs, ids.targets, initials[i], direction, dropouts[i], softmax, (s) => (nextCarried[i] = copyState(s)))
       })
       return tf.div(tf.addN(losses), batch.tokens) as tf.Scalar
     }
@@ -182,14 +185,14 @@ export function lmTrainStep(
 }
 
 /** The head's loss for this step: sampled softmax with candidates drawn once (shared by all positions), or full. */
-function softmaxFor(candidateSamples: number, vocabSize: number, sampler: UnigramSampler, random: Rng) {
+function softmaxFor(engine: ModelEngine, candidateSamples: number, vocabSize: number, sampler: UnigramSampler, random: Rng) {
   if (candidateSamples === 0 || candidateSamples >= sampler.support) {
     return (hidden: tf.Tensor2D, targets: Int32Array, weights: tf.Tensor2D, bias: tf.Tensor1D) =>
       fullSoftmaxLoss(hidden, tf.tensor1d(targets, "int32"), weights, bias)
   }
   const drawn = sampler.sample(Math.min(candidateSamples, vocabSize), random)
   const logExpectedTrue = (targets: Int32Array) => sampler.logExpectedCount(targets, drawn.tries, drawn.ids.length)
-  const blas = fusedLstmEngine()
+  const blas = engine.fused
   if (blas !== undefined) {
     return (hidden: tf.Tensor2D, targets: Int32Array, weights: tf.Tensor2D, bias: tf.Tensor1D) =>
       fusedSampledSoftmaxLoss(blas, hidden, targets, weights, bias, drawn, logExpectedTrue(targets))
@@ -219,7 +222,11 @@ export interface LmEvaluation {
 }
 
 /** Full-softmax cross-entropy and perplexity (no dropout) over evaluation windows, state carried within each document. */
-export function evaluateLanguageModel(params: Params, frequencies: tf.Tensor1D, batches: Iterable<LmBatch>, options: { readonly normalizeEmbeddings: boolean; readonly bidirectional: boolean }): LmEvaluation {
+export interface LmEvaluationOptions extends EvaluationOptions {
+  readonly bidirectional: boolean
+}
+
+export function evaluateLanguageModel(params: Params, frequencies: tf.Tensor1D, batches: Iterable<LmBatch>, options: LmEvaluationOptions): LmEvaluation {
   return runToEnd(languageModelEvaluationSteps(params, frequencies, batches, options))
 }
 
@@ -228,12 +235,12 @@ export function* languageModelEvaluationSteps(
   params: Params,
   frequencies: tf.Tensor1D,
   batches: Iterable<LmBatch>,
-  options: { readonly normalizeEmbeddings: boolean; readonly bidirectional: boolean }
+  options: LmEvaluationOptions
 ): EvaluationSteps<LmEvaluation> {
   const directions = directionsOf(options.bidirectional)
   const sums = directions.map(() => 0)
   let tokens = 0
-  const table = tf.keep(tf.tidy(() => embeddingTable(params, frequencies, options.normalizeEmbeddings)))
+  const table = tf.keep(tf.tidy(() => embeddingTable(options.engine, params, frequencies, options.normalizeEmbeddings)))
   const H = params["lstm/recurrentKernel"].shape[0]!
   let carried: CarriedState = []
   let done = 0
@@ -244,7 +251,7 @@ export function* languageModelEvaluationSteps(
         directions.forEach((direction, i) => {
           const ids = i === 0 ? batch : batch.reverse!
           const initial = initialState(carried[i], batch.continues, H)
-          const sum = directionLossSum(params, table, batch, ids.inputs, ids.targets, initial, direction, undefined, chunkedFullSoftmax, (s) => (carried[i] = copyState(s)))
+          const sum = directionLossSum(options.engine, params, table, batch, ids.inputs, ids.targets, initial, direction, undefined, chunkedFullSoftmax, (s) => (carried[i] = copyState(s)))
           sums[i] += sum.dataSync()[0]
         })
       })

@@ -11,6 +11,7 @@
  * lookup and Eq. (1) normalization in one cheap pass. This costs what the reference graph costs (no extra forward).
  */
 import * as tf from "@tensorflow/tfjs-core"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { tidy } from "../engine/tidy.ts"
 import {
   DEFAULT_PERTURBATION,
@@ -43,6 +44,8 @@ import { rng } from "../random.ts"
 import { type Batch, rowsOf, sliceBatch, type StepBatches } from "./batch.ts"
 
 export interface StepOptions {
+  /** How the model runs: the selected backend's `ActiveBackend.engine` (or REFERENCE_ENGINE for the tfjs ops). */
+  readonly engine: ModelEngine
   readonly seed: number
   readonly embeddingKeepProb: number
   readonly normalizeEmbeddings: boolean
@@ -53,9 +56,9 @@ export interface StepOptions {
 }
 
 /** The embedding table the model looks words up in: Eq. (1) normalized, or raw. */
-export function embeddingTable(params: Params, frequencies: tf.Tensor1D, normalize: boolean): tf.Tensor2D {
+export function embeddingTable(engine: ModelEngine, params: Params, frequencies: tf.Tensor1D, normalize: boolean): tf.Tensor2D {
   const raw = params[EMBEDDING] as tf.Tensor2D
-  return normalize ? normalizeEmbeddings(raw, frequencies) : raw
+  return normalize ? normalizeEmbeddings(engine, raw, frequencies) : raw
 }
 
 /** Tensors for one batch; `dispose()` releases them. */
@@ -80,7 +83,7 @@ export function batchTensors(batch: Batch): BatchTensors {
  * exactly one LSTM pass over the batch, as always); later chunks run only the rows whose prefix goes on (whole
  * direction pairs, which share a length), so one long document costs its own length, not the batch's rows × it.
  */
-export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dropout: tf.Tensor3D | undefined): LstmState | undefined {
+export function prefixState(engine: ModelEngine, params: Params, table: tf.Tensor2D, batch: Batch, dropout: tf.Tensor3D | undefined): LstmState | undefined {
   const prefix = batch.prefix
   if (prefix === undefined) return undefined
   let state: LstmState | undefined
@@ -97,10 +100,10 @@ export function prefixState(params: Params, table: tf.Tensor2D, batch: Batch, dr
     // Returned tensors move to the caller's tidy scope; the previous chunk's state is released at once.
     state = tidy((): LstmState => {
       const chunkIds = tf.tensor2d(ids, [active.length, T], "int32")
-      if (previous === undefined) return prefixStateOf(params, embed(table, chunkIds, dropout), lengths)
+      if (previous === undefined) return prefixStateOf(engine, params, embed(table, chunkIds, dropout), lengths)
       const index = tf.tensor1d(Int32Array.from(active), "int32")
       const mask = dropout === undefined ? undefined : tf.gather(dropout, index)
-      const next = prefixStateOf(params, embed(table, chunkIds, mask), lengths, { c: tf.gather(previous.c, index), h: tf.gather(previous.h, index) })
+      const next = prefixStateOf(engine, params, embed(table, chunkIds, mask), lengths, { c: tf.gather(previous.c, index), h: tf.gather(previous.h, index) })
       // Rows not in this chunk keep their state.
       const isActive = new Uint8Array(prefix.rows.length)
       for (const r of active) isActive[r] = 1
@@ -164,27 +167,34 @@ interface EmbeddedStream {
   readonly initial: LstmState | undefined
 }
 
-function embedStream(params: Params, table: tf.Tensor2D, batch: Batch, keepProb: number, random: ReturnType<typeof rng>): EmbeddedStream {
+function embedStream(engine: ModelEngine, params: Params, table: tf.Tensor2D, batch: Batch, keepProb: number, random: ReturnType<typeof rng>): EmbeddedStream {
   const D = table.shape[1]
   const ids = tf.tensor2d(batch.ids, [rowsOf(batch), batch.steps], "int32")
   // One mask per row: a bidirectional model's two directions get independent dropout samples.
   const dropout = embeddingDropoutMask(rowsOf(batch), D, keepProb, random)
-  return { batch, ids, dropout, e: embed(table, ids, dropout), initial: prefixState(params, table, batch, dropout) }
+  return { batch, ids, dropout, e: embed(table, ids, dropout), initial: prefixState(engine, params, table, batch, dropout) }
 }
 
-const logitsOf = (params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }, gradients: LstmGradients = "all") =>
-  head(params, features(params, e, s.batch.lengths, s.initial, gradients)).logits
+const logitsOf = (engine: ModelEngine, params: Params, e: tf.Tensor3D, s: { batch: Batch; initial: LstmState | undefined }, gradients: LstmGradients = "all") =>
+  head(params, features(engine, params, e, s.batch.lengths, s.initial, gradients)).logits
 
 /** What a term sees of the (micro-)batch `s` at the current weights (src/method/method.ts `TermInput`). */
-function termInput(params: Params, s: EmbeddedStream, size: PerturbationSize, noise: tf.Tensor3D | undefined, clean: LabeledClean | undefined): TermInput {
+function termInput(
+  engine: ModelEngine,
+  params: Params,
+  s: EmbeddedStream,
+  size: PerturbationSize,
+  noise: tf.Tensor3D | undefined,
+  clean: LabeledClean | undefined
+): TermInput {
   return {
     e: s.e,
     lengths: s.batch.lengths,
     labels: clean?.labels,
     noise,
     size,
-    logits: (x) => logitsOf(params, x, s, "inputs"),
-    cleanLogits: () => logitsOf(params, s.e, s, "none"),
+    logits: (x) => logitsOf(engine, params, x, s, "inputs"),
+    cleanLogits: () => logitsOf(engine, params, s.e, s, "none"),
     lossGradient: () => {
       if (clean === undefined) throw new Error("∇_s ℓ needs labels: it exists on the labeled stream only")
       return clean.lossGradient
@@ -204,6 +214,7 @@ interface LabeledClean {
  * λ·∂/∂weights into `grads`; returns the term's value and λ·∂/∂s of the stream's window.
  */
 function termOnStream(
+  engine: ModelEngine,
   params: Params,
   term: LossTerm,
   stream: EmbeddedStream,
@@ -223,9 +234,9 @@ function termOnStream(
     const partNoise = noise === undefined || part === stream ? noise : tf.slice(noise, [start * rows, 0, 0], [(end - start) * rows, -1, -1])
     const weight = (end - start) / size
     const g = tidy(() => {
-      const { perturbation, loss } = term.prepare(termInput(params, part, p, partNoise, clean))
+      const { perturbation, loss } = term.prepare(termInput(engine, params, part, p, partNoise, clean))
       return termGradients(params, tf.add(part.e, perturbation) as tf.Tensor3D, (e, ps) => {
-        const mean = tf.mean(loss(logitsOf(ps, e, part))) as tf.Scalar
+        const mean = tf.mean(loss(logitsOf(engine, ps, e, part))) as tf.Scalar
         return weight === 1 ? mean : tf.mul(weight, mean)
       })
     })
@@ -265,15 +276,16 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
   const method = methodDefinition(options.method ?? "baseline")
   const p = options.perturbation ?? DEFAULT_PERTURBATION
   const params = state.params as Params
-  const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
-  const labeled = embedStream(params, table, batches.labeled, options.embeddingKeepProb, rng(options.seed, "step", step))
+  const { engine } = options
+  const table = embeddingTable(engine, params, frequencies, options.normalizeEmbeddings)
+  const labeled = embedStream(engine, params, table, batches.labeled, options.embeddingKeepProb, rng(options.seed, "step", step))
   const labels = tf.tensor1d(batches.labeled.labels, "int32")
   const grads: Record<string, tf.Tensor> = {}
 
   // Clean NLL; its ∂ℓ/∂s is the adversarial direction g.
   let hidden: tf.Tensor2D | undefined
   const clean = termGradients(params, labeled.e, (e, ps) => {
-    const out = head(ps, features(ps, e, labeled.batch.lengths, labeled.initial))
+    const out = head(ps, features(engine, ps, e, labeled.batch.lengths, labeled.initial))
     hidden = tf.keep(out.hidden)
     return classificationLoss(out.logits, labels)
   })
@@ -288,10 +300,10 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
     const stream =
       term.stream === "labeled"
         ? labeled
-        : (unlabeled ??= embedStream(params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step)))
+        : (unlabeled ??= embedStream(engine, params, table, batches.unlabeled, options.embeddingKeepProb, rng(options.seed, "unlabeled-dropout", step)))
     const noise = term.noise === undefined ? undefined : (gaussian(stream.e.shape, rng(options.seed, term.noise, step)) as tf.Tensor3D)
     const withLabels = term.stream === "labeled" ? { labels, lossGradient: clean.dInput } : undefined
-    const t = termOnStream(params, term, stream, noise, withLabels, p, grads)
+    const t = termOnStream(engine, params, term, stream, noise, withLabels, p, grads)
     const d = dInput[term.stream]
     dInput[term.stream] = d === undefined ? t.dInput : (tf.add(d, t.dInput) as tf.Tensor3D)
     streamLoss[term.stream] = (streamLoss[term.stream] ?? 0) + t.value
@@ -301,7 +313,7 @@ export function stepGradients(state: TrainState, batches: StepBatches, frequenci
   // Pull ∂/∂s of every stream back through the lookup and the Eq. (1) normalization: the embedding gradient.
   const pulled = [{ s: labeled, d: dInput.labeled! }, ...(unlabeled ? [{ s: unlabeled, d: dInput.unlabeled! }] : [])]
   grads[EMBEDDING] = tf.grad((raw: tf.Tensor) => {
-    const t = embeddingTable({ ...params, [EMBEDDING]: raw }, frequencies, options.normalizeEmbeddings)
+    const t = embeddingTable(engine, { ...params, [EMBEDDING]: raw }, frequencies, options.normalizeEmbeddings)
     return tf.addN(pulled.map(({ s, d }) => tf.sum(tf.mul(embed(t, s.ids, s.dropout), d)))) as tf.Scalar
   })(params[EMBEDDING])
 

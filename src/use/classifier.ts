@@ -11,7 +11,8 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Exit, Scope } from "effect"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
-import { type BackendName, selectBackend } from "../engine/backend.ts"
+import { type ActiveBackend, type BackendName, selectBackend } from "../engine/backend.ts"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { BackendError, ConfigError, RunDirError } from "../errors.ts"
 import { head, outputUnits, type Params } from "../model/classifier.ts"
 import { CHECKPOINT, readCheckpoint } from "../model/checkpoint.ts"
@@ -51,8 +52,11 @@ export interface Classifier {
 }
 
 export interface LoadOptions {
-  /** Tensor backend to select first (default "auto"); "current" keeps whatever the process already selected. */
-  readonly backend?: BackendName | "current"
+  /**
+   * Tensor backend to select first (default "auto"), or the `ActiveBackend` a `selectBackend` of the caller's returned:
+   * kept as it is, and the model runs on its engine.
+   */
+  readonly backend?: BackendName | ActiveBackend
   /** Documents per forward pass (default: the run's train.evalBatchSize). */
   readonly batchSize?: number
 }
@@ -150,7 +154,7 @@ export function probabilities(logits: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** A classifier over a loaded run; `isClosed` guards use after its tensors were released. */
-function makeClassifier(runDir: string, run: LoadedRun, batchSize: number, isClosed: () => boolean): Classifier {
+function makeClassifier(runDir: string, run: LoadedRun, batchSize: number, engine: ModelEngine, isClosed: () => boolean): Classifier {
   const { config, vocabulary, classes, params, frequencies } = run
   const tokenizeOptions = { lowercase: config.data.lowercase, tokenizer: config.data.tokenizer }
   const encode = (text: string) => vocabulary.encodeTokens(tokenize(text, tokenizeOptions))
@@ -168,13 +172,13 @@ function makeClassifier(runDir: string, run: LoadedRun, batchSize: number, isClo
       const docs: Array<EncodedDoc> = texts.map((text) => ({ ids: encode(text), label: -1 }))
       const order = evaluationOrder(docs)
       const out = new Array<Prediction>(docs.length)
-      withTable(params as Params, frequencies, config.model.normalizeEmbeddings, (table) => {
+      withTable(params as Params, frequencies, { engine, normalizeEmbeddings: config.model.normalizeEmbeddings }, (table) => {
         for (let start = 0; start < order.length; start += batchSize) {
           const indices = order.slice(start, start + batchSize)
           const batch = makeBatch(indices.map((i) => docs[i]!), config.data.window, bidirectional)
           const probs = tf.tidy(() => {
             const tensors = batchTensors(batch)
-            return probabilities(head(params as Params, cleanFeatures(params as Params, table, batch, tensors.ids)).logits)
+            return probabilities(head(params as Params, cleanFeatures(engine, params as Params, table, batch, tensors.ids)).logits)
           })
           const values = probs.dataSync()
           probs.dispose()
@@ -195,15 +199,15 @@ function makeClassifier(runDir: string, run: LoadedRun, batchSize: number, isClo
 
 const acquire = (runDir: string, options: LoadOptions) =>
   Effect.gen(function* () {
-    const backend = options.backend ?? "auto"
-    if (backend !== "current") yield* selectBackend(backend)
+    const requested = options.backend ?? "auto"
+    const backend = typeof requested === "string" ? yield* selectBackend(requested) : requested
     let closed = false
     return yield* Effect.acquireRelease(
       Effect.try({
         try: () => {
           const run = readRun(runDir)
           const batchSize = options.batchSize ?? run.config.train.evalBatchSize
-          return { run, classifier: makeClassifier(runDir, run, batchSize, () => closed) }
+          return { run, classifier: makeClassifier(runDir, run, batchSize, backend.engine, () => closed) }
         },
         catch: (e) => (e instanceof RunDirError ? e : runDirError(`cannot load ${runDir}: ${(e as Error).message}`))
       }),

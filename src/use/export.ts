@@ -26,6 +26,7 @@ import { Effect } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { type BackendName, selectBackend } from "../engine/backend.ts"
+import type { ModelEngine } from "../engine/model-engine.ts"
 import { type BackendError, RunDirError } from "../errors.ts"
 import { FEATURE_MEAN, type Params } from "../model/classifier.ts"
 import { separators } from "../stages/tokenize.ts"
@@ -45,8 +46,12 @@ interface ExportedFiles {
   readonly files: ReadonlyArray<string>
 }
 
-/** The layers model for a run's EMA weights (the caller disposes it). */
-export function buildLayersModel(params: Params, frequencies: tf.Tensor1D, options: { normalizeEmbeddings: boolean; numClasses: number }): tfl.LayersModel {
+/** The layers model for a run's EMA weights (the caller disposes it); `engine` computes the baked Eq. (1) table. */
+export function buildLayersModel(
+  params: Params,
+  frequencies: tf.Tensor1D,
+  options: { readonly engine: ModelEngine; readonly normalizeEmbeddings: boolean; readonly numClasses: number }
+): tfl.LayersModel {
   const bidirectional = params["lstmReverse/bias"] !== undefined
   const embeddingLayer = tfl.layers.embedding({ inputDim: params["embedding"]!.shape[0]! + 1, outputDim: params["embedding"]!.shape[1]!, maskZero: true, name: "embedding" })
   const H = params["lstm/recurrentKernel"]!.shape[0]!
@@ -77,7 +82,7 @@ export function buildLayersModel(params: Params, frequencies: tf.Tensor1D, optio
     name: "advtext_classifier"
   })
   tf.tidy(() => {
-    const table = embeddingTable(params, frequencies, options.normalizeEmbeddings)
+    const table = embeddingTable(options.engine, params, frequencies, options.normalizeEmbeddings)
     embeddingLayer.setWeights([tf.concat([tf.zeros([1, table.shape[1]]), table], 0)])
     const lstmWeights = (prefix: string) =>
       ["inputKernel", "recurrentKernel", "bias"].map((n) => kerasGateOrder(params[`${prefix}/${n}`]!))
@@ -142,9 +147,9 @@ export function reversed(ids) {
 }
 
 /** Writes the run's export into `outDir`; returns the paths written. */
-export function writeExport(runDir: string, outDir: string): Promise<ExportedFiles> {
+export function writeExport(runDir: string, outDir: string, engine: ModelEngine): Promise<ExportedFiles> {
   const run = readRun(runDir)
-  const model = buildLayersModel(run.params, run.frequencies, { normalizeEmbeddings: run.config.model.normalizeEmbeddings, numClasses: run.classes.length })
+  const model = buildLayersModel(run.params, run.frequencies, { engine, normalizeEmbeddings: run.config.model.normalizeEmbeddings, numClasses: run.classes.length })
   const release = () => {
     model.dispose()
     tf.dispose([...Object.values(run.params), run.frequencies])
@@ -203,9 +208,9 @@ export function writeExport(runDir: string, outDir: string): Promise<ExportedFil
 
 /** The `export` command as an Effect: selects a backend, then writes the export. */
 export const exportRun = (runDir: string, outDir: string, backend: BackendName = "auto"): Effect.Effect<ReadonlyArray<string>, RunDirError | BackendError> =>
-  Effect.flatMap(selectBackend(backend), () =>
+  Effect.flatMap(selectBackend(backend), (active) =>
     Effect.tryPromise({
-      try: () => writeExport(runDir, outDir).then((r) => r.files),
+      try: () => writeExport(runDir, outDir, active.engine).then((r) => r.files),
       catch: (e) => (e instanceof RunDirError ? e : new RunDirError({ message: `cannot export ${runDir} to ${outDir}: ${(e as Error).message}` }))
     })
   )

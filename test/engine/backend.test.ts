@@ -4,6 +4,7 @@ import { Effect } from "effect"
 import fc from "fast-check"
 import { scatterAddRows, selectBackend, splitRows, unpackRows } from "../../src/engine/backend.ts"
 import { loadBlas, useBlasMatMul } from "../../src/engine/blas.ts"
+import { REFERENCE_ENGINE } from "../../src/engine/model-engine.ts"
 import { BackendError } from "../../src/errors.ts"
 import { rng } from "../../src/random.ts"
 import { initBackend, maxRelativeError, randomFloats } from "../helpers.ts"
@@ -280,14 +281,18 @@ describe("selectBackend", () => {
     const off = await Effect.runPromise(selectBackend("cpu", { blas: "off" }))
     expect(off.blas).toBeUndefined()
     expect(off.fusedLstm).toBe(false)
+    expect(off.engine).toBe(REFERENCE_ENGINE)
     expect(off.description).toContain("tfjs matmul")
     const on = await initBackend("cpu")
     if (loadBlas() === undefined) expect(on.blas).toBeUndefined()
     else {
       expect(on.description).toContain("matmul on")
       expect(on.fusedLstm).toBe(true)
+      // The model's engine is the process's BLAS: the fused ops run where this value is passed.
+      expect(on.engine.fused).toBe(loadBlas())
       const reference = await initBackend("cpu", { fusedLstm: "off" })
       expect(reference.fusedLstm).toBe(false)
+      expect(reference.engine).toBe(REFERENCE_ENGINE)
       expect(reference.blas).toBeDefined()
     }
     await initBackend("cpu")

@@ -9,7 +9,7 @@ import fc from "fast-check"
 import { lstm, lstmSequence, type LstmState, type Params } from "../../src/model/classifier.ts"
 import { rng } from "../../src/random.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
-import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
+import type { ModelEngine } from "../../src/engine/model-engine.ts"
 import { setSimdGates } from "../../src/engine/gates.ts"
 import { expectClose, initBackend, maxRelativeError, randomFloats, useBackend, values } from "../helpers.ts"
 
@@ -18,11 +18,12 @@ useBackend("cpu")
 const blas = loadBlas()
 if (blas === undefined) process.stderr.write("[lstm-sequence.test] no BLAS library: the fused LSTM op is not tested\n")
 
-/** Select the reference (tfjs ops) or the fused LSTM on the cpu backend. */
-async function useEngine(fused: boolean): Promise<void> {
+/** Select the cpu backend with the reference (tfjs ops) or the fused LSTM; returns the engine the model runs on. */
+async function useEngine(fused: boolean): Promise<ModelEngine> {
   const active = await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
   expect(active.fusedLstm).toBe(fused)
-  expect(fusedLstmEngine() !== undefined).toBe(fused)
+  expect(active.engine.fused !== undefined).toBe(fused)
+  return active.engine
 }
 
 const engines = [false, ...(blas === undefined ? [] : [true])]
@@ -76,9 +77,9 @@ const initialTensors = (p: Problem): LstmState | undefined =>
   p.initial === undefined ? undefined : { c: tf.tensor2d(p.initial.c, [p.B, p.H]), h: tf.tensor2d(p.initial.h, [p.B, p.H]) }
 
 /** lstmSequence's values (read inside a tidy, so nothing outlives the call). */
-function sequenceValues(params: Params, p: Problem, prefix = "lstm") {
+function sequenceValues(engine: ModelEngine, params: Params, p: Problem, prefix = "lstm") {
   return tf.tidy(() => {
-    const seq = lstmSequence(params, tf.tensor3d(p.x, [p.B, p.T, p.D]), p.lengths, initialTensors(p), prefix)
+    const seq = lstmSequence(engine, params, tf.tensor3d(p.x, [p.B, p.T, p.D]), p.lengths, initialTensors(p), prefix)
     expect(seq.outputs.shape).toEqual([p.B, p.T, p.H])
     return { outputs: values(seq.outputs), c: values(seq.final.c), h: values(seq.final.h) }
   })
@@ -118,14 +119,14 @@ function jsLstmSequence(params: Params, p: Problem, prefix = "lstm") {
  * loss = Σ w ⊙ outputs (+ the final state, which must contribute no gradient), its gradients w.r.t. the inputs and
  * the three weights, and the outputs and final state seen inside the differentiated function (the tape-keeping path).
  */
-function sequenceGradients(params: Params, p: Problem, w: Float32Array, includeFinal: boolean) {
+function sequenceGradients(engine: ModelEngine, params: Params, p: Problem, w: Float32Array, includeFinal: boolean) {
   let seen: { outputs: Array<number>; c: Array<number>; h: Array<number> } | undefined
   const names = ["lstm/inputKernel", "lstm/recurrentKernel", "lstm/bias"]
   const result = tf.tidy(() => {
     const weights = tf.tensor3d(w, [p.B, p.T, p.H])
     const initial = initialTensors(p)
     const f = (x: tf.Tensor, ...ws: Array<tf.Tensor>) => {
-      const seq = lstmSequence({ ...params, ...Object.fromEntries(names.map((n, i) => [n, ws[i]])) }, x as tf.Tensor3D, p.lengths, initial)
+      const seq = lstmSequence(engine, { ...params, ...Object.fromEntries(names.map((n, i) => [n, ws[i]])) }, x as tf.Tensor3D, p.lengths, initial)
       seen = { outputs: values(seq.outputs), c: values(seq.final.c), h: values(seq.final.h) }
       const loss = tf.sum(tf.mul(weights, seq.outputs)) as tf.Scalar
       return includeFinal ? (tf.addN([loss, tf.sum(seq.final.c), tf.sum(seq.final.h)]) as tf.Scalar) : loss
@@ -138,7 +139,7 @@ function sequenceGradients(params: Params, p: Problem, w: Float32Array, includeF
 
 describe("reference lstmSequence", () => {
   test("outputs equal a plain-JS LSTM at every step, 0 past the length; final equals lstm's state", async () => {
-    await useEngine(false)
+    const engine = await useEngine(false)
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 4 }),
@@ -150,14 +151,14 @@ describe("reference lstmSequence", () => {
         (B, T, D, H, withInitial, seed) => {
           const params = twoGroups(D, H, seed)
           const p = problem(B, T, D, H, seed, withInitial)
-          const got = sequenceValues(params, p)
+          const got = sequenceValues(engine, params, p)
           const expected = jsLstmSequence(params, p)
           expectClose(got.outputs, expected.outputs, 1e-5, 1e-4)
           for (let b = 0; b < B; b++) for (let i = p.lengths[b] * H; i < T * H; i++) expect(Math.abs(got.outputs[b * T * H + i])).toBe(0) // m·h may be −0
           expectClose(got.c, expected.c, 1e-5, 1e-4)
           expectClose(got.h, expected.h, 1e-5, 1e-4)
           const state = tf.tidy(() => {
-            const s = lstm(params, tf.tensor3d(p.x, [B, T, D]), p.lengths, initialTensors(p), "none")
+            const s = lstm(engine, params, tf.tensor3d(p.x, [B, T, D]), p.lengths, initialTensors(p), "none")
             return { c: values(s.c), h: values(s.h) }
           })
           expect(got.c).toEqual(state.c)
@@ -186,8 +187,8 @@ describe.skipIf(blas === undefined)("fused lstmSequence vs reference lstmSequenc
           const w = randomFloats(B * T * H, rng(seed, "loss-weights"))
           const results = []
           for (const fused of [false, true]) {
-            await useEngine(fused)
-            results.push({ forward: sequenceValues(params, p), grads: sequenceGradients(params, p, w, false) })
+            const engine = await useEngine(fused)
+            results.push({ forward: sequenceValues(engine, params, p), grads: sequenceGradients(engine, params, p, w, false) })
           }
           const [reference, fused] = results
           expectClose(fused.forward.outputs, reference.forward.outputs, 1e-5, 1e-4)
@@ -213,26 +214,26 @@ describe.skipIf(blas === undefined)("fused lstmSequence vs reference lstmSequenc
 for (const fused of engines) {
   describe(`lstmSequence — ${engineName(fused)}`, () => {
     test("the final state carries no gradient: adding it to the loss leaves every gradient unchanged", async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const [B, T, D, H] = [3, 5, 3, 4]
       const params = twoGroups(D, H, 31)
       const p = problem(B, T, D, H, 31)
       const w = randomFloats(B * T * H, rng(31, "loss-weights"))
-      const without = sequenceGradients(params, p, w, false)
-      const withFinal = sequenceGradients(params, p, w, true)
+      const without = sequenceGradients(engine, params, p, w, false)
+      const withFinal = sequenceGradients(engine, params, p, w, true)
       for (const name of ["dx", "dWx", "dWh", "db"] as const) expect(withFinal[name]).toEqual(without[name])
       tf.dispose(Object.values(params))
     })
 
     test("finite differences of Σ w ⊙ outputs w.r.t. the inputs", async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const [B, T, D, H] = [3, 5, 3, 4]
       const params = twoGroups(D, H, 41)
       const p = problem(B, T, D, H, 41, true, Int32Array.from([5, 2, 4]))
       const w = randomFloats(B * T * H, rng(41, "loss-weights"))
-      const { dx } = sequenceGradients(params, p, w, false)
+      const { dx } = sequenceGradients(engine, params, p, w, false)
       // The loss in float64 from float32 outputs: the central difference's error is then ~1e-7 / h.
-      const lossAt = (x: Float32Array) => sequenceValues(params, { ...p, x }).outputs.reduce((acc, o, i) => acc + w[i] * o, 0)
+      const lossAt = (x: Float32Array) => sequenceValues(engine, params, { ...p, x }).outputs.reduce((acc, o, i) => acc + w[i] * o, 0)
       const h = 1e-2
       const coords = Array.from(dx, (g, i) => [Math.abs(g), i] as const)
         .filter(([a]) => a > 1e-2)
@@ -256,13 +257,13 @@ for (const fused of engines) {
     })
 
     test('prefix "lstmReverse" reads the other parameter group', async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const [B, T, D, H] = [3, 4, 3, 5]
       const params = twoGroups(D, H, 51)
       const swapped = swapGroups(params)
       const p = problem(B, T, D, H, 51)
       const state = (ps: Params, gradients: "all" | "none", prefix?: string) =>
-        tf.tidy(() => values(lstm(ps, tf.tensor3d(p.x, [B, T, D]), p.lengths, initialTensors(p), gradients, prefix).h))
+        tf.tidy(() => values(lstm(engine, ps, tf.tensor3d(p.x, [B, T, D]), p.lengths, initialTensors(p), gradients, prefix).h))
       for (const gradients of ["all", "none"] as const) {
         const forward = state(params, gradients)
         const reverse = state(params, gradients, "lstmReverse")
@@ -270,15 +271,15 @@ for (const fused of engines) {
         expect(reverse).toEqual(state(swapped, gradients, "lstm"))
         expect(forward).toEqual(state(swapped, gradients, "lstmReverse"))
       }
-      const reverseSequence = sequenceValues(params, p, "lstmReverse")
-      expect(maxRelativeError(reverseSequence.outputs, sequenceValues(params, p).outputs)).toBeGreaterThan(1e-3)
-      expect(reverseSequence).toEqual(sequenceValues(swapped, p))
+      const reverseSequence = sequenceValues(engine, params, p, "lstmReverse")
+      expect(maxRelativeError(reverseSequence.outputs, sequenceValues(engine, params, p).outputs)).toBeGreaterThan(1e-3)
+      expect(reverseSequence).toEqual(sequenceValues(engine, swapped, p))
       expectClose(reverseSequence.outputs, jsLstmSequence(params, p, "lstmReverse").outputs, 1e-5, 1e-4)
       tf.dispose(Object.values(params))
     })
 
     test("two windows with the state carried over equal one window over the whole documents", async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const H = 6
       const params = twoGroups(3, H, 61)
       fc.assert(
@@ -292,7 +293,7 @@ for (const fused of engines) {
             return x
           }
           const first = { ...whole, T: k, x: slice(0, k), lengths: Int32Array.from(lens, (l) => Math.min(l, k)) }
-          const firstResult = sequenceValues(params, first)
+          const firstResult = sequenceValues(engine, params, first)
           const second = {
             ...whole,
             T: T - k,
@@ -300,8 +301,8 @@ for (const fused of engines) {
             lengths: Int32Array.from(lens, (l) => Math.max(0, l - k)),
             initial: { c: Float32Array.from(firstResult.c), h: Float32Array.from(firstResult.h) }
           }
-          const secondResult = sequenceValues(params, second)
-          const wholeResult = sequenceValues(params, whole)
+          const secondResult = sequenceValues(engine, params, second)
+          const wholeResult = sequenceValues(engine, params, whole)
           const joined: Array<number> = []
           for (let b = 0; b < B; b++) {
             joined.push(...firstResult.outputs.slice(b * k * H, (b + 1) * k * H))
@@ -317,17 +318,17 @@ for (const fused of engines) {
     })
 
     test("no tensors leak across repeated forward and gradient calls", async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const [B, T, D, H] = [3, 5, 3, 4]
       const params = twoGroups(D, H, 71)
       const p = problem(B, T, D, H, 71)
       const w = randomFloats(B * T * H, rng(71, "loss-weights"))
       const round = () => {
-        sequenceValues(params, p)
-        sequenceValues(params, p, "lstmReverse")
-        sequenceGradients(params, p, w, true)
+        sequenceValues(engine, params, p)
+        sequenceValues(engine, params, p, "lstmReverse")
+        sequenceGradients(engine, params, p, w, true)
         tf.tidy(() => {
-          const seq = lstmSequence(params, tf.tensor3d(p.x, [B, T, D]), p.lengths, undefined)
+          const seq = lstmSequence(engine, params, tf.tensor3d(p.x, [B, T, D]), p.lengths, undefined)
           // Outputs used without any gradient: the fused op must not keep tensors (or a tape) for a backward pass.
           return tf.sum(seq.outputs)
         }).dispose()

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test"
 import * as tf from "@tensorflow/tfjs-core"
 import fc from "fast-check"
 import { loadBlas } from "../../src/engine/blas.ts"
-import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
+import type { ModelEngine } from "../../src/engine/model-engine.ts"
 import { embed, features, initialParams, isBidirectional, lstm, prefixStateOf, type ModelShape, type Params } from "../../src/model/classifier.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
 import { rng } from "../../src/random.ts"
@@ -55,9 +55,10 @@ const frequencies = () => tf.tensor1d(Array.from({ length: V }, (_, i) => (V - i
 
 const blas = loadBlas()
 const engines = [false, ...(blas === undefined ? [] : [true])]
-async function useEngine(fused: boolean) {
-  await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
-  expect(fusedLstmEngine() !== undefined).toBe(fused)
+async function useEngine(fused: boolean): Promise<ModelEngine> {
+  const { engine } = await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
+  expect(engine.fused !== undefined).toBe(fused)
+  return engine
 }
 
 describe("bidirectional parameters", () => {
@@ -172,18 +173,18 @@ describe("bidirectional batches", () => {
 })
 
 /** One document's final h from one LSTM, computed alone (a batch of one row, whole sequence, zero state). */
-function singleDocH(params: Params, table: tf.Tensor2D, ids: Int32Array, prefix: "lstm" | "lstmReverse"): Array<number> {
+function singleDocH(engine: ModelEngine, params: Params, table: tf.Tensor2D, ids: Int32Array, prefix: "lstm" | "lstmReverse"): Array<number> {
   return tf.tidy(() => {
     const e = embed(table, tf.tensor2d(ids, [1, ids.length], "int32"), undefined)
-    return values(lstm(params, e, Int32Array.of(ids.length), undefined, "none", prefix).h)
+    return values(lstm(engine, params, e, Int32Array.of(ids.length), undefined, "none", prefix).h)
   })
 }
 
 /** Features [B, 2H] of a bidirectional batch, with the prefix state when the batch has one. */
-function batchFeatures(params: Params, table: tf.Tensor2D, batch: Batch, gradients: "all" | "none" = "all"): { shape: Array<number>; values: Array<number> } {
+function batchFeatures(engine: ModelEngine, params: Params, table: tf.Tensor2D, batch: Batch, gradients: "all" | "none" = "all"): { shape: Array<number>; values: Array<number> } {
   return tf.tidy(() => {
     const e = embed(table, tf.tensor2d(batch.ids, [rowsOf(batch), batch.steps], "int32"), undefined)
-    const f = features(params, e, batch.lengths, prefixState(params, table, batch, undefined), gradients)
+    const f = features(engine, params, e, batch.lengths, prefixState(engine, params, table, batch, undefined), gradients)
     return { shape: f.shape, values: values(f) }
   })
 }
@@ -191,30 +192,30 @@ function batchFeatures(params: Params, table: tf.Tensor2D, batch: Batch, gradien
 for (const fused of engines) {
   describe(`bidirectional features (${fused ? "fused" : "reference"} LSTM)`, () => {
     test("features are [B, 2H]: columns 0…H−1 are the forward LSTM on document b, H…2H−1 the reverse LSTM on document b reversed", async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const params = biParams(2)
       const freq = frequencies()
       try {
-        const table = tf.keep(embeddingTable(params, freq, true))
+        const table = tf.keep(embeddingTable(engine, params, freq, true))
         const docs = docsOf([3, 7, 1, 5, 9], 4)
         const B = docs.length
         const batch = makeBatch(docs, 50, true)
         for (const gradients of ["all", "none"] as const) {
-          const f = batchFeatures(params, table, batch, gradients)
+          const f = batchFeatures(engine, params, table, batch, gradients)
           expect(f.shape).toEqual([B, 2 * H])
           for (let b = 0; b < B; b++) {
             const got = f.values.slice(b * 2 * H, (b + 1) * 2 * H)
-            expectClose(got.slice(0, H), singleDocH(params, table, docs[b].ids, "lstm"), 2e-5, 1e-4)
-            expectClose(got.slice(H), singleDocH(params, table, reverseIds(docs[b].ids), "lstmReverse"), 2e-5, 1e-4)
+            expectClose(got.slice(0, H), singleDocH(engine, params, table, docs[b].ids, "lstm"), 2e-5, 1e-4)
+            expectClose(got.slice(H), singleDocH(engine, params, table, reverseIds(docs[b].ids), "lstmReverse"), 2e-5, 1e-4)
             // The halves really are different computations (catches using one LSTM twice, or swapping them).
-            const swapped = singleDocH(params, table, reverseIds(docs[b].ids), "lstm")
+            const swapped = singleDocH(engine, params, table, reverseIds(docs[b].ids), "lstm")
             expect(got.slice(H).some((x, k) => Math.abs(x - swapped[k]) > 1e-3)).toBe(true)
           }
         }
         // Permuting the documents permutes the feature rows, both halves together.
         const perm = [3, 0, 4, 2, 1]
-        const base = batchFeatures(params, table, batch)
-        const permuted = batchFeatures(params, table, makeBatch(perm.map((i) => docs[i]), 50, true))
+        const base = batchFeatures(engine, params, table, batch)
+        const permuted = batchFeatures(engine, params, table, makeBatch(perm.map((i) => docs[i]), 50, true))
         for (let b = 0; b < B; b++) {
           expectClose(permuted.values.slice(b * 2 * H, (b + 1) * 2 * H), base.values.slice(perm[b] * 2 * H, (perm[b] + 1) * 2 * H), 2e-5, 1e-4)
         }
@@ -225,11 +226,11 @@ for (const fused of engines) {
     })
 
     test("with a window shorter than some documents, features (prefix state + final window) equal running each whole document in one window", async () => {
-      await useEngine(fused)
+      const engine = await useEngine(fused)
       const params = biParams(5)
       const freq = frequencies()
       try {
-        const table = tf.keep(embeddingTable(params, freq, true))
+        const table = tf.keep(embeddingTable(engine, params, freq, true))
         fc.assert(
           fc.property(
             fc.array(fc.integer({ min: 1, max: 14 }), { minLength: 1, maxLength: 5 }),
@@ -240,8 +241,8 @@ for (const fused of engines) {
               const windowed = makeBatch(docs, window, true)
               const whole = makeBatch(docs, 100, true)
               expect(whole.prefix).toBeUndefined()
-              const a = batchFeatures(params, table, windowed)
-              const b = batchFeatures(params, table, whole)
+              const a = batchFeatures(engine, params, table, windowed)
+              const b = batchFeatures(engine, params, table, whole)
               expect(a.shape).toEqual([docs.length, 2 * H])
               expectClose(a.values, b.values, 3e-5, 1e-4)
             }
@@ -256,13 +257,13 @@ for (const fused of engines) {
           const ids = new Int32Array(rowsOf(batch) * prefix.steps)
           prefix.rows.forEach((r, i) => ids.set(r, i * prefix.steps))
           const e = embed(table, tf.tensor2d(ids, [rowsOf(batch), prefix.steps], "int32"), undefined)
-          const s = prefixStateOf(params, e, prefix.lengths)
+          const s = prefixStateOf(engine, params, e, prefix.lengths)
           expect(s.h.shape).toEqual([4, H])
           const h = values(s.h)
-          expectClose(h.slice(0, H), singleDocH(params, table, docs[0].ids.subarray(0, 7), "lstm"), 2e-5, 1e-4)
-          expectClose(h.slice(H, 2 * H), singleDocH(params, table, reverseIds(docs[0].ids).subarray(0, 7), "lstmReverse"), 2e-5, 1e-4)
-          expectClose(h.slice(2 * H, 3 * H), singleDocH(params, table, docs[1].ids.subarray(0, 2), "lstm"), 2e-5, 1e-4)
-          expectClose(h.slice(3 * H), singleDocH(params, table, reverseIds(docs[1].ids).subarray(0, 2), "lstmReverse"), 2e-5, 1e-4)
+          expectClose(h.slice(0, H), singleDocH(engine, params, table, docs[0].ids.subarray(0, 7), "lstm"), 2e-5, 1e-4)
+          expectClose(h.slice(H, 2 * H), singleDocH(engine, params, table, reverseIds(docs[0].ids).subarray(0, 7), "lstmReverse"), 2e-5, 1e-4)
+          expectClose(h.slice(2 * H, 3 * H), singleDocH(engine, params, table, docs[1].ids.subarray(0, 2), "lstm"), 2e-5, 1e-4)
+          expectClose(h.slice(3 * H), singleDocH(engine, params, table, reverseIds(docs[1].ids).subarray(0, 2), "lstmReverse"), 2e-5, 1e-4)
         })
         table.dispose()
       } finally {
@@ -284,12 +285,13 @@ describe("bidirectional training step", () => {
 
   for (const method of ["adversarial", "virtual"] as const satisfies ReadonlyArray<Method>) {
     test(`${method}: finite losses, flat tf.memory().numTensors, both LSTMs and the [2H, K] head updated`, async () => {
-      await initBackend("cpu")
+      const { engine } = await initBackend("cpu")
       const initial = biParams(3)
       const state: TrainState = createTrainState(initial)
       tf.dispose(Object.values(initial))
       const freq = frequencies()
       const options: StepOptions = {
+        engine,
         seed: 9,
         embeddingKeepProb: 0.7,
         normalizeEmbeddings: true,
@@ -331,13 +333,13 @@ describe("bidirectional training step", () => {
   }
 
   test("the same seed gives the same bidirectional steps (adversarial+virtual)", async () => {
-    await initBackend("cpu")
+    const { engine } = await initBackend("cpu")
     const run = () => {
       const initial = biParams(8)
       const state = createTrainState(initial)
       tf.dispose(Object.values(initial))
       const freq = frequencies()
-      const options: StepOptions = { seed: 4, embeddingKeepProb: 0.6, normalizeEmbeddings: true, optimizer, method: "adversarial+virtual", perturbation: { ...DEFAULT_PERTURBATION, epsilon: 2 } }
+      const options: StepOptions = { engine, seed: 4, embeddingKeepProb: 0.6, normalizeEmbeddings: true, optimizer, method: "adversarial+virtual", perturbation: { ...DEFAULT_PERTURBATION, epsilon: 2 } }
       try {
         const losses = Array.from({ length: 3 }, (_, s) => {
           const r = trainStep(state, batchesAt(s), freq, options)
@@ -383,7 +385,7 @@ describe("per-direction perturbation norms (spec A3.7)", () => {
   })
 
   test("r_adv, r_vadv and r_rand built from a bidirectional batch's embedded rows have norm ε per row", async () => {
-    await initBackend("cpu")
+    const { engine } = await initBackend("cpu")
     const params = biParams(6)
     const freq = frequencies()
     const epsilon = 1.5
@@ -391,12 +393,12 @@ describe("per-direction perturbation norms (spec A3.7)", () => {
       tf.tidy(() => {
         const docs = docsOf([4, 9, 2, 6], 21)
         const batch = makeBatch(docs, 5, true)
-        const table = embeddingTable(params, freq, true)
+        const table = embeddingTable(engine, params, freq, true)
         const e = embed(table, tf.tensor2d(batch.ids, [rowsOf(batch), batch.steps], "int32"), undefined)
-        const initial = prefixState(params, table, batch, undefined)
+        const initial = prefixState(engine, params, table, batch, undefined)
         const labels = tf.tensor1d(batch.labels, "int32")
         const logits = (x: tf.Tensor3D) => {
-          const f = features(params, x, batch.lengths, initial)
+          const f = features(engine, params, x, batch.lengths, initial)
           const hidden = tf.relu(tf.add(tf.matMul(f, params["head/hiddenKernel"] as tf.Tensor2D), params["head/hiddenBias"]))
           return tf.add(tf.matMul(hidden, params["head/outputKernel"] as tf.Tensor2D), params["head/outputBias"]) as tf.Tensor2D
         }

@@ -22,11 +22,11 @@ import { classificationLoss } from "../../src/method/method.ts"
 import { batchTensors, embeddingTable, prefixState } from "../../src/stages/train.ts"
 import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
-import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
+import { fusedEngine, type ModelEngine, REFERENCE_ENGINE } from "../../src/engine/model-engine.ts"
 import { setSimdGates } from "../../src/engine/gates.ts"
 import { expectClose, initBackend, maxRelativeError, randomFloats, take, useBackend, values, withRandomBiases } from "../helpers.ts"
 
-useBackend("cpu")
+const backend = useBackend("cpu")
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
 
@@ -78,7 +78,7 @@ describe("normalizeEmbeddings (paper Eq. 1)", () => {
           const total = counts.reduce((a, b) => a + b, 0)
           const f = counts.map((c) => c / total)
           const raw = Array.from(randomFloats(V * D, rng(seed, "emb")), (x) => offset + scale * x)
-          const out = tf.tidy(() => values(normalizeEmbeddings(tf.tensor2d(raw, [V, D]), tf.tensor1d(f))))
+          const out = tf.tidy(() => values(normalizeEmbeddings(backend().engine, tf.tensor2d(raw, [V, D]), tf.tensor1d(f))))
           for (let d = 0; d < D; d++) {
             // Float64 statistics of the input column …
             let mu = 0
@@ -107,7 +107,7 @@ describe("normalizeEmbeddings (paper Eq. 1)", () => {
   test("gradients reach every row (dense through the mean and variance)", () => {
     const emb = tf.tensor2d(randomFloats(6 * 3, rng(1, "dense")), [6, 3])
     const f = tf.tensor1d([0.4, 0.3, 0.1, 0.1, 0.05, 0.05])
-    const g = tf.grad((e: tf.Tensor) => tf.sum(tf.gather(normalizeEmbeddings(e as tf.Tensor2D, f), [0])))(emb)
+    const g = tf.grad((e: tf.Tensor) => tf.sum(tf.gather(normalizeEmbeddings(backend().engine, e as tf.Tensor2D, f), [0])))(emb)
     const rows = values(g)
     for (let k = 0; k < 6; k++) expect(rows.slice(k * 3, k * 3 + 3).some((x) => Math.abs(x) > 1e-6)).toBe(true)
     tf.dispose([emb, f, g])
@@ -162,10 +162,13 @@ describe("embeddingDropoutMask (variational, spec A2.1)", () => {
 })
 
 const blas = loadBlas()
-/** The LSTM runs either as tfjs ops (`referenceLstm`) or, with a BLAS, as the fused op (src/engine/lstm-op.ts). */
-const engines: Array<{ readonly name: string; readonly options: EngineOptions }> = [
-  { name: "reference LSTM", options: { fusedLstm: "off" } },
-  ...(blas === undefined ? [] : [{ name: "fused LSTM", options: { fusedLstm: "auto" } as EngineOptions }])
+/**
+ * The LSTM runs either as tfjs ops (`referenceLstm`) or, with a BLAS, as the fused op (src/engine/lstm-op.ts); `engine`
+ * is what selecting the cpu backend with `options` gives (checked in each block's beforeAll).
+ */
+const engines: Array<{ readonly name: string; readonly options: EngineOptions; readonly engine: ModelEngine }> = [
+  { name: "reference LSTM", options: { fusedLstm: "off" }, engine: REFERENCE_ENGINE },
+  ...(blas === undefined ? [] : [{ name: "fused LSTM", options: { fusedLstm: "auto" } as EngineOptions, engine: fusedEngine(blas) }])
 ]
 if (blas === undefined) process.stderr.write("[classifier.test] no BLAS library: the fused LSTM op is not tested\n")
 
@@ -177,12 +180,12 @@ test("timeMask is [T,B,1] with 1 exactly where t < length", () => {
   expect(take(m)).toEqual([1, 0, 1, 1, 0, 1, 0, 0, 1, 0, 0, 0])
 })
 
-for (const engine of engines) {
-  describe(`lstm (BasicLSTMCell, forget bias 0) — ${engine.name}`, () => {
+for (const { name, options, engine } of engines) {
+  describe(`lstm (BasicLSTMCell, forget bias 0) — ${name}`, () => {
     beforeAll(async () => {
-      const active = await initBackend("cpu", engine.options)
-      expect(active.fusedLstm).toBe(engine.options.fusedLstm !== "off")
-      expect(fusedLstmEngine() !== undefined).toBe(active.fusedLstm)
+      const active = await initBackend("cpu", options)
+      expect(active.fusedLstm).toBe(options.fusedLstm !== "off")
+      expect(active.engine.fused).toBe(engine.fused)
     })
 
     /** Final (c, h) without gradient, and h from the differentiable path (whose c may be a placeholder). */
@@ -192,8 +195,8 @@ for (const engine of engines) {
       return tf.tidy(() => {
         const inputs = tf.tensor3d(x, shape)
         const init = initial === undefined ? undefined : { c: tf.tensor2d(initial.c, [B, H]), h: tf.tensor2d(initial.h, [B, H]) }
-        const state = lstm(params, inputs, lengths, init, "none")
-        const differentiable = lstm(params, inputs, lengths, init, "all")
+        const state = lstm(engine, params, inputs, lengths, init, "none")
+        const differentiable = lstm(engine, params, inputs, lengths, init, "all")
         return { c: values(state.c), h: values(state.h), hGrad: values(differentiable.h) }
       })
     }
@@ -293,10 +296,10 @@ for (const engine of engines) {
       expect([...batch.prefix!.lengths]).toEqual([7, 0, 1, 0, 4])
       const logitsOf = (b: Batch) =>
         tf.tidy(() => {
-          const table = embeddingTable(params, frequencies, true)
+          const table = embeddingTable(engine, params, frequencies, true)
           const t = batchTensors(b)
-          const initial = prefixState(params, table, b, undefined)
-          const out = values(logitsFromEmbedded(params, embed(table, t.ids, undefined), b.lengths, initial).logits)
+          const initial = prefixState(engine, params, table, b, undefined)
+          const out = values(logitsFromEmbedded(engine, params, embed(table, t.ids, undefined), b.lengths, initial).logits)
           t.dispose()
           return out
         })
@@ -309,14 +312,14 @@ for (const engine of engines) {
 
     for (const numClasses of [2, 3]) {
       test(`finite-difference gradient check of classificationLoss ∘ logitsFromEmbedded, ${numClasses} classes`, () => {
-        gradientCheck(numClasses)
+        gradientCheck(engine, numClasses)
       })
     }
   })
 }
 
 /** Loss of a tiny fixed batch through normalization, dropout, masking, an initial state and the head. */
-function tinyProblem(numClasses: number) {
+function tinyProblem(engine: ModelEngine, numClasses: number) {
   const shape: ModelShape = { vocabSize: 7, embeddingDim: 3, lstmUnits: 4, hiddenUnits: 3, numClasses }
   const base = tinyParams(shape, 100 + numClasses)
   const random = rng(100 + numClasses, "fd")
@@ -328,8 +331,8 @@ function tinyProblem(numClasses: number) {
   const dropout = tf.tensor3d(Float32Array.from({ length: B * 3 }, (_, i) => (i % 4 === 1 ? 0 : 2)), [B, 1, 3])
   const initial = { c: tf.tensor2d(randomFloats(B * H, random), [B, H]), h: tf.tensor2d(randomFloats(B * H, random), [B, H]) }
   const forward = (params: Params) => {
-    const e = embed(normalizeEmbeddings(params[EMBEDDING] as tf.Tensor2D, frequencies), ids, dropout)
-    const out = logitsFromEmbedded(params, e, lengths, initial)
+    const e = embed(normalizeEmbeddings(engine, params[EMBEDDING] as tf.Tensor2D, frequencies), ids, dropout)
+    const out = logitsFromEmbedded(engine, params, e, lengths, initial)
     return { loss: classificationLoss(out.logits, labels), hidden: out.hidden }
   }
   const lossOf = (params: Params) => tf.tidy(() => forward(params).loss)
@@ -359,8 +362,8 @@ function analyticGradients(problem: ReturnType<typeof tinyProblem>, tag: string)
 }
 
 let gradientChecks = 0
-function gradientCheck(numClasses: number): void {
-  const problem = tinyProblem(numClasses)
+function gradientCheck(engine: ModelEngine, numClasses: number): void {
+  const problem = tinyProblem(engine, numClasses)
   const analytic = analyticGradients(problem, `fd-${numClasses}-${gradientChecks++}`)
   const h = 1e-2
   const pattern = problem.probe(problem.base).pattern
@@ -409,8 +412,8 @@ describe.skipIf(blas === undefined)("fused LSTM op vs tfjs reference LSTM", () =
     for (const numClasses of [2, 4]) {
       const results: Array<{ loss: number; grads: Record<string, Array<number>> }> = []
       for (const options of [{ fusedLstm: "off" }, { fusedLstm: "auto" }] as const) {
-        await initBackend("cpu", options)
-        const problem = tinyProblem(numClasses)
+        const { engine } = await initBackend("cpu", options)
+        const problem = tinyProblem(engine, numClasses)
         results.push({ loss: take(problem.lossOf(problem.base))[0], grads: analyticGradients(problem, `cmp-${numClasses}-${options.fusedLstm}`) })
         problem.dispose()
       }
@@ -489,13 +492,13 @@ describe("head, predict and classificationLoss", () => {
 
 describe("fused LSTM, input-gradient-only mode", () => {
   test.skipIf(loadBlas() === undefined)('lstm(…, "inputs") gives the same ∂/∂inputs as "all" and zero weight gradients', async () => {
-    await initBackend("wasm", { fusedLstm: "auto" })
+    const { engine } = await initBackend("wasm", { fusedLstm: "auto" })
     const params = initialParams({ vocabSize: 5, embeddingDim: 3, lstmUnits: 4, hiddenUnits: 2, numClasses: 2 }, rng(9, "inputs-mode"))
     tf.tidy(() => {
       const x = tf.randomNormal([2, 5, 3], 0, 1, "float32", 1) as tf.Tensor3D
       const lengths = Int32Array.from([5, 3])
       const grads = (mode: "all" | "inputs") =>
-        tf.grads((xx: tf.Tensor, k: tf.Tensor) => tf.sum(lstm({ ...params, "lstm/recurrentKernel": k }, xx as tf.Tensor3D, lengths, undefined, mode).h))([x, params["lstm/recurrentKernel"]])
+        tf.grads((xx: tf.Tensor, k: tf.Tensor) => tf.sum(lstm(engine, { ...params, "lstm/recurrentKernel": k }, xx as tf.Tensor3D, lengths, undefined, mode).h))([x, params["lstm/recurrentKernel"]])
       const [dxAll, dkAll] = grads("all")
       const [dxInputs, dkInputs] = grads("inputs")
       expect(Array.from(dxInputs.dataSync())).toEqual(Array.from(dxAll.dataSync()))
@@ -508,17 +511,17 @@ describe("fused LSTM, input-gradient-only mode", () => {
 
 describe("fused LSTM gate kernels", () => {
   test.skipIf(loadBlas() === undefined)("the WebAssembly SIMD kernels and the JS loops give the same outputs and gradients", async () => {
-    await initBackend("wasm", { fusedLstm: "auto" })
+    const { engine } = await initBackend("wasm", { fusedLstm: "auto" })
     const params = initialParams({ vocabSize: 5, embeddingDim: 6, lstmUnits: 7, hiddenUnits: 2, numClasses: 2 }, rng(4, "gates"))
     const run = () =>
       tf.tidy(() => {
         const x = tf.randomNormal([3, 6, 6], 0, 2, "float32", 2) as tf.Tensor3D
         const lengths = Int32Array.from([6, 2, 4])
-        const [dx, dk] = tf.grads((xx: tf.Tensor, k: tf.Tensor) => tf.sum(tf.square(lstm({ ...params, "lstm/inputKernel": k }, xx as tf.Tensor3D, lengths, undefined).h)))([
+        const [dx, dk] = tf.grads((xx: tf.Tensor, k: tf.Tensor) => tf.sum(tf.square(lstm(engine, { ...params, "lstm/inputKernel": k }, xx as tf.Tensor3D, lengths, undefined).h)))([
           x,
           params["lstm/inputKernel"]
         ])
-        return [values(lstm(params, x, lengths, undefined, "none").h), values(dx), values(dk)]
+        return [values(lstm(engine, params, x, lengths, undefined, "none").h), values(dx), values(dk)]
       })
     const simd = run()
     setSimdGates(false)

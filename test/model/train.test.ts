@@ -5,6 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { EngineOptions } from "../../src/engine/backend.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
+import { fusedEngine, type ModelEngine, REFERENCE_ENGINE } from "../../src/engine/model-engine.ts"
 import { embed, FEATURE_MEAN, features, head, initialParams, lstm, type ModelShape } from "../../src/model/classifier.ts"
 import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
 import { createTrainState, disposeTrainState, type OptimizerConfig, type TrainState, OPTIMIZER_DEFAULTS } from "../../src/model/optimizer.ts"
@@ -21,7 +22,8 @@ const shape: ModelShape = { vocabSize: V, embeddingDim: 4, lstmUnits: 5, hiddenU
 const WINDOW = 5
 
 const optimizer: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.02, learningRateDecay: 0.999 }
-const options: StepOptions = { seed: 7 << 8, embeddingKeepProb: 0.5, normalizeEmbeddings: true, optimizer }
+/** Step options but the engine, which each block takes from its backend selection. */
+const stepDefaults: Omit<StepOptions, "engine"> = { seed: 7 << 8, embeddingKeepProb: 0.5, normalizeEmbeddings: true, optimizer }
 
 /**
  * Documents labeled by whether word 1 occurs in them. The first half has 1–4 words (fits the window of 5 with EOS),
@@ -58,23 +60,27 @@ function newState(seed = 3): TrainState {
 const snapshot = (state: TrainState) => Object.fromEntries(Object.entries(state.params).map(([n, v]) => [n, values(v)]))
 
 const blas = loadBlas()
-const engines: Array<{ name: string; backend: "cpu" | "wasm"; options: EngineOptions }> = [
-  { name: "cpu, reference LSTM", backend: "cpu", options: { fusedLstm: "off" } },
-  ...(blas === undefined ? [] : [{ name: "cpu, fused LSTM", backend: "cpu" as const, options: {} }]),
-  { name: "wasm, reference LSTM", backend: "wasm", options: { fusedLstm: "off" } },
-  ...(blas === undefined ? [] : [{ name: "wasm, fused LSTM", backend: "wasm" as const, options: {} }])
+/** `engine`: what selecting `backend` with `options` gives (checked in each block's beforeAll). */
+const engines: Array<{ name: string; backend: "cpu" | "wasm"; options: EngineOptions; engine: ModelEngine }> = [
+  { name: "cpu, reference LSTM", backend: "cpu", options: { fusedLstm: "off" }, engine: REFERENCE_ENGINE },
+  ...(blas === undefined ? [] : [{ name: "cpu, fused LSTM", backend: "cpu" as const, options: {}, engine: fusedEngine(blas) }]),
+  { name: "wasm, reference LSTM", backend: "wasm", options: { fusedLstm: "off" }, engine: REFERENCE_ENGINE },
+  ...(blas === undefined ? [] : [{ name: "wasm, fused LSTM", backend: "wasm" as const, options: {}, engine: fusedEngine(blas) }])
 ]
 
-for (const engine of engines) {
-  describe(`training step and evaluation on ${engine.name}`, () => {
+for (const target of engines) {
+  describe(`training step and evaluation on ${target.name}`, () => {
+    const { engine } = target
+    const options: StepOptions = { ...stepDefaults, engine }
     let frequencies: tf.Tensor1D
     beforeAll(async () => {
-      await initBackend(engine.backend, engine.options)
+      const active = await initBackend(target.backend, target.options)
+      expect(active.engine.fused).toBe(engine.fused)
       frequencies = tf.tensor1d(frequencyValues)
     })
 
     // Every method on the default engines; the baseline alone on the reference-LSTM ones (slower, same bookkeeping).
-    const methods: ReadonlyArray<Method> = engine.options.fusedLstm === "off" ? ["baseline"] : METHODS
+    const methods: ReadonlyArray<Method> = target.options.fusedLstm === "off" ? ["baseline"] : METHODS
     test.each(methods.map((m) => [m]))("tf.memory().numTensors is flat across 20 trainStep calls (prefix batches included) and evaluate(): %s", (method) => {
       const batches = stepBatchesFor(20)
       expect(batches.some((b) => b.labeled.prefix !== undefined)).toBe(true)
@@ -102,11 +108,11 @@ for (const engine of engines) {
           expect(tf.memory().numTensors).toBe(before)
         }
         expect(state.step).toBe(20)
-        const evaluation = evaluate(state.ema, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: true })
+        const evaluation = evaluate(state.ema, frequencies, evaluationBatches(labeled, 5, WINDOW), { engine, normalizeEmbeddings: true })
         expect(evaluation.examples).toBe(labeled.length)
         expect(tf.memory().numTensors).toBe(before)
         // Without normalization the raw embedding is the table: evaluate must not dispose it.
-        evaluate(state.params, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: false })
+        evaluate(state.params, frequencies, evaluationBatches(labeled, 5, WINDOW), { engine, normalizeEmbeddings: false })
         expect(state.params.embedding.isDisposed).toBe(false)
         expect(tf.memory().numTensors).toBe(before)
       } finally {
@@ -117,14 +123,14 @@ for (const engine of engines) {
     test("evaluate scores every document once; windows with prefixes equal reading whole documents", () => {
       const state = newState(4)
       try {
-        const windowed = evaluate(state.params, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: true })
-        const whole = evaluate(state.params, frequencies, evaluationBatches(labeled, 1, 1000), { normalizeEmbeddings: true })
+        const windowed = evaluate(state.params, frequencies, evaluationBatches(labeled, 5, WINDOW), { engine, normalizeEmbeddings: true })
+        const whole = evaluate(state.params, frequencies, evaluationBatches(labeled, 1, 1000), { engine, normalizeEmbeddings: true })
         expect(windowed.examples).toBe(labeled.length)
         expect(whole.examples).toBe(labeled.length)
         expect(windowed.accuracy).toBe(whole.accuracy)
         expect(windowed.error).toBeCloseTo(1 - windowed.accuracy, 12)
         expect(windowed.loss).toBeCloseTo(whole.loss, 5)
-        expect(evaluate(state.params, frequencies, [], { normalizeEmbeddings: true })).toEqual({ examples: 0, accuracy: 0, error: 1, loss: 0 })
+        expect(evaluate(state.params, frequencies, [], { engine, normalizeEmbeddings: true })).toEqual({ examples: 0, accuracy: 0, error: 1, loss: 0 })
       } finally {
         disposeTrainState(state)
       }
@@ -132,12 +138,12 @@ for (const engine of engines) {
 
     test("centered head: featureMean is the mean feature (windows and prefixes included), the head subtracts it, and training never changes it", () => {
       const initial = initialParams(shape, rng(8, "init"))
-      const mean = meanFeature(initial, frequencies, evaluationBatches(labeled, 5, WINDOW), { normalizeEmbeddings: true })
+      const mean = meanFeature(initial, frequencies, evaluationBatches(labeled, 5, WINDOW), { engine, normalizeEmbeddings: true })
       // One document at a time, whole (no window): the same average.
       const perDoc = evaluationBatches(labeled, 1, 1000).map((b) =>
         tf.tidy(() => {
-          const table = embeddingTable(initial, frequencies, true)
-          return values(features(initial, embed(table, tf.tensor2d(b.ids, [1, b.steps], "int32"), undefined), b.lengths, undefined, "none"))
+          const table = embeddingTable(engine, initial, frequencies, true)
+          return values(features(engine, initial, embed(table, tf.tensor2d(b.ids, [1, b.steps], "int32"), undefined), b.lengths, undefined, "none"))
         })
       )
       const expected = perDoc[0].map((_, k) => perDoc.reduce((a, f) => a + f[k], 0) / perDoc.length)
@@ -251,16 +257,16 @@ for (const engine of engines) {
 // by an infinite hidden-kernel entry has a finite forward pass, but its backward pass computes 0·∞ = NaN.
 describe("trainStep's non-finite guard", () => {
   test("a finite loss with non-finite gradients is not applied", async () => {
-    await initBackend("cpu")
+    const { engine } = await initBackend("cpu")
     const frequencies = tf.tensor1d(frequencyValues)
     const state = newState(10)
     try {
       const batch = makeBatch([labeled[1]], WINDOW)
-      const noDropout = { ...options, embeddingKeepProb: 1 }
+      const noDropout = { ...stepDefaults, engine, embeddingKeepProb: 1 }
       // The sign of LSTM feature 0 for this document decides which infinity kills hidden unit 0.
       const feature0 = tf.tidy(() => {
-        const table = embeddingTable(state.params, frequencies, true)
-        return lstm(state.params, embed(table, tf.tensor2d(batch.ids, [1, batch.steps], "int32"), undefined), batch.lengths, undefined, "none").h.dataSync()[0]
+        const table = embeddingTable(engine, state.params, frequencies, true)
+        return lstm(engine, state.params, embed(table, tf.tensor2d(batch.ids, [1, batch.steps], "int32"), undefined), batch.lengths, undefined, "none").h.dataSync()[0]
       })
       const kernel = state.params["head/hiddenKernel"]
       const poisoned = values(kernel)

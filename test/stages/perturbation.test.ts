@@ -22,10 +22,9 @@ import {
 } from "../../src/method/method.ts"
 import { type StepOptions, stepGradients, trainStep } from "../../src/stages/train.ts"
 import { tidy } from "../../src/engine/tidy.ts"
+import { selectInBeforeAll } from "../helpers.ts"
 
-beforeAll(async () => {
-  await Effect.runPromise(selectBackend("auto"))
-})
+const backend = selectInBeforeAll(() => Effect.runPromise(selectBackend("auto")))
 
 const norms = (x: tf.Tensor): Array<number> =>
   tidy(() => Array.from(tf.sqrt(tf.sum(tf.square(tf.cast(x, "float32")), x.shape.map((_, i) => i).slice(1))).dataSync()))
@@ -133,12 +132,12 @@ describe("adversarial direction", () => {
           const lengths = Int32Array.from([4, 3, 2])
           const e = gaussian([B, T, 3], random) as tf.Tensor3D
           const labels = tf.tensor1d([0, 1, 1], "int32")
-          const loss = (x: tf.Tensor3D) => classificationLoss(head(params, lstm(params, x, lengths, undefined).h).logits, labels)
+          const loss = (x: tf.Tensor3D) => classificationLoss(head(params, lstm(backend().engine, params, x, lengths, undefined).h).logits, labels)
           const g = tf.grad((x: tf.Tensor) => loss(x as tf.Tensor3D))(e) as tf.Tensor3D
           const epsilon = 1e-3
           // The model is smooth except at the ReLU kinks; a linearization only holds where no hidden unit switches
           // on or off within ±r, so such draws are skipped.
-          const activePattern = (x: tf.Tensor) => Array.from(head(params, lstm(params, x as tf.Tensor3D, lengths, undefined).h).hidden.dataSync(), (v) => v > 0)
+          const activePattern = (x: tf.Tensor) => Array.from(head(params, lstm(backend().engine, params, x as tf.Tensor3D, lengths, undefined).h).hidden.dataSync(), (v) => v > 0)
           const smoothAlong = (r: tf.Tensor) => {
             const at = activePattern(e)
             return [tf.add(e, r), tf.sub(e, r)].every((x) => activePattern(x).every((v, i) => v === at[i]))
@@ -183,7 +182,7 @@ describe("virtual adversarial direction", () => {
         const T = 3
         const lengths = Int32Array.from([T])
         const e = tf.mul(gaussian([1, T, 2], random), 2) as tf.Tensor3D
-        const logits = (x: tf.Tensor3D) => head(params, lstm(params, x, lengths, undefined).h).logits
+        const logits = (x: tf.Tensor3D) => head(params, lstm(backend().engine, params, x, lengths, undefined).h).logits
         const q = logits(e)
         const kl = (d: tf.Tensor3D) => tf.sum(klDivergence(q, logits(tf.add(e, d) as tf.Tensor3D))) as tf.Scalar
         const gradAt = (d: Array<number>) => Array.from(tf.grad((x: tf.Tensor) => kl(x as tf.Tensor3D))(tf.tensor3d(d, [1, T, 2])).dataSync())
@@ -225,6 +224,7 @@ function setup(method: Method, seed = 5, extra: Partial<StepOptions> = {}, windo
   tf.dispose(Object.values(initial))
   const frequencies = tf.tensor1d(Array.from({ length: V }, (_, i) => (i + 1) / ((V * (V + 1)) / 2)))
   const options: StepOptions = {
+    engine: backend().engine,
     seed,
     embeddingKeepProb: 0.7,
     normalizeEmbeddings: true,
@@ -254,7 +254,7 @@ describe("gradient flow of the total loss", () => {
         const lab = s.batches.labeled
         const embedOf = (p: Params, b: typeof lab) => tf.reshape(tf.gather(p.embedding, tf.reshape(tf.tensor2d(b.ids, [b.size, b.steps], "int32"), [-1])), [b.size, b.steps, -1]) as tf.Tensor3D
         const labels = tf.tensor1d(lab.labels, "int32")
-        const loss = (p: Params, e: tf.Tensor3D) => classificationLoss(head(p, lstm(p, e, lab.lengths, undefined).h).logits, labels)
+        const loss = (p: Params, e: tf.Tensor3D) => classificationLoss(head(p, lstm(backend().engine, p, e, lab.lengths, undefined).h).logits, labels)
         let frozen: (p: Params) => number
         if (method === "adversarial") {
           const e0 = embedOf(params, lab)
@@ -263,7 +263,7 @@ describe("gradient flow of the total loss", () => {
         } else {
           const u = s.batches.unlabeled
           const eu = embedOf(params, u)
-          const logitsU = (p: Params, e: tf.Tensor3D) => head(p, lstm(p, e, u.lengths, undefined).h).logits
+          const logitsU = (p: Params, e: tf.Tensor3D) => head(p, lstm(backend().engine, p, e, u.lengths, undefined).h).logits
           const q = logitsU(params, eu)
           const noise = gaussian(eu.shape, rng(11, "kl-noise", 0)) as tf.Tensor3D
           const r = virtualAdversarialPerturbation(eu.shape, u.lengths, { epsilon: 0.5, xi: 0.1, iterations: 1 }, (d) => tf.sum(klDivergence(q, logitsU(params, tf.add(eu, d) as tf.Tensor3D))) as tf.Scalar, noise)

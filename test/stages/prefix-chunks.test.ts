@@ -22,12 +22,13 @@ const engines = [false, ...(loadBlas() === undefined ? [] : [true])]
 for (const bidirectional of [false, true]) {
   for (const fused of engines) {
     test(`chunked prefix state = one pass over the whole prefix (${bidirectional ? "bidirectional" : "unidirectional"}, ${fused ? "fused" : "reference"} LSTM, with dropout)`, async () => {
-      await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
+      const { engine } = await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
+      expect(engine.fused !== undefined).toBe(fused)
       const shape = { vocabSize: V, embeddingDim: 4, lstmUnits: 5, hiddenUnits: 3, numClasses: 2, bidirectional }
       const params = withRandomBiases(initialParams(shape, rng(1, "init")), bidirectional ? ["lstm/bias", "lstmReverse/bias"] : ["lstm/bias"], rng(2, "b"))
       const freq = tf.tensor1d(Array.from({ length: V }, () => 1 / V))
       try {
-        const table = tf.keep(embeddingTable(params, freq, true))
+        const table = tf.keep(embeddingTable(engine, params, freq, true))
         fc.assert(
           fc.property(fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 7 }), fc.integer({ min: 0, max: 999 }), (lengths, window, seed) => {
             const random = rng(seed, "docs")
@@ -37,11 +38,11 @@ for (const bidirectional of [false, true]) {
             const prefix = batch.prefix
             tf.tidy(() => {
               const dropout = embeddingDropoutMask(rowsOf(batch), 4, 0.7, rng(seed, "dropout"))
-              const chunked = prefixState(params, table, batch, dropout)!
+              const chunked = prefixState(engine, params, table, batch, dropout)!
               // The whole prefix padded into one [rows, longest prefix] pass.
               const ids = new Int32Array(rowsOf(batch) * prefix.steps)
               prefix.rows.forEach((r, i) => ids.set(r, i * prefix.steps))
-              const whole = prefixStateOf(params, embed(table, tf.tensor2d(ids, [rowsOf(batch), prefix.steps], "int32"), dropout), prefix.lengths)
+              const whole = prefixStateOf(engine, params, embed(table, tf.tensor2d(ids, [rowsOf(batch), prefix.steps], "int32"), dropout), prefix.lengths)
               expect(values(chunked.h)).toEqual(values(whole.h))
               expect(values(chunked.c)).toEqual(values(whole.c))
             })

@@ -14,15 +14,18 @@ import { type CarriedState, evaluateLanguageModel, lmHeadParams, lmSamplerCounts
 import { fullSoftmaxLoss, UnigramSampler } from "../../src/stages/sampled-softmax.ts"
 import { embeddingTable } from "../../src/stages/train.ts"
 import { loadBlas } from "../../src/engine/blas.ts"
-import { fusedLstmEngine } from "../../src/engine/lstm-op.ts"
+import { fusedEngine, type ModelEngine, REFERENCE_ENGINE } from "../../src/engine/model-engine.ts"
 import { expectClose, initBackend, useBackend, values } from "../helpers.ts"
 
 useBackend("cpu")
 
-const engines = [false, ...(loadBlas() === undefined ? [] : [true])]
+const blas = loadBlas()
+const engines = [false, ...(blas === undefined ? [] : [true])]
+/** The engine the cpu backend runs with the fused LSTM on or off (useEngine checks the selection gives it). */
+const engineOf = (fused: boolean): ModelEngine => (fused ? fusedEngine(blas!) : REFERENCE_ENGINE)
 async function useEngine(fused: boolean) {
-  await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
-  expect(fusedLstmEngine() !== undefined).toBe(fused)
+  const { engine } = await initBackend("cpu", { fusedLstm: fused ? "auto" : "off" })
+  expect(engine.fused).toBe(engineOf(fused).fused)
 }
 
 afterAll(async () => {
@@ -92,7 +95,8 @@ const optimizer: OptimizerConfig = { ...OPTIMIZER_DEFAULTS, learningRate: 0.02, 
 /** An optimizer whose steps are far below float32 resolution: the weights stay put, so windows can be compared. */
 const frozen: OptimizerConfig = { ...optimizer, learningRate: 1e-15 }
 
-const stepOptions = (overrides: Partial<LmStepOptions> = {}): LmStepOptions => ({
+const stepOptions = (engine: ModelEngine, overrides: Partial<LmStepOptions> = {}): LmStepOptions => ({
+  engine,
   seed: 11,
   embeddingKeepProb: 1,
   normalizeEmbeddings: true,
@@ -132,6 +136,8 @@ const sampler = new UnigramSampler(counts)
 const frequencyValues = counts.map((c) => c / counts.reduce((a, b) => a + b, 0))
 
 describe("lmTrainStep", () => {
+  // The file's backend selection (useBackend above): the fused LSTM whenever a BLAS loads.
+  const engine = engineOf(engines.at(-1)!)
   test("the loss falls on a repetitive corpus (full and sampled softmax), and tf.memory().numTensors stays flat", () => {
     const frequencies = tf.tensor1d(frequencyValues)
     try {
@@ -140,7 +146,7 @@ describe("lmTrainStep", () => {
         try {
           const schedule = new LmSchedule(corpus, { batchSize: 8, window: 6, seed: 2, bidirectional: false })
           const before = tf.memory().numTensors
-          const losses = trainFor(state, schedule, 80, frequencies, sampler, stepOptions({ candidateSamples, embeddingKeepProb: 0.9 }), () => {
+          const losses = trainFor(state, schedule, 80, frequencies, sampler, stepOptions(engine, { candidateSamples, embeddingKeepProb: 0.9 }), () => {
             expect(tf.memory().numTensors).toBe(before)
           })
           expect(state.step).toBe(80)
@@ -163,7 +169,7 @@ describe("lmTrainStep", () => {
       const state = newState(3, bidirectional)
       try {
         const schedule = new LmSchedule(corpus, { batchSize: 5, window: 4, seed: 2, bidirectional })
-        const losses = trainFor(state, schedule, 6, frequencies, sampler, stepOptions({ seed, candidateSamples: 5, embeddingKeepProb: 0.7, bidirectional }))
+        const losses = trainFor(state, schedule, 6, frequencies, sampler, stepOptions(engine, { seed, candidateSamples: 5, embeddingKeepProb: 0.7, bidirectional }))
         return { losses, weights: snapshot(state) }
       } finally {
         disposeTrainState(state)
@@ -189,7 +195,7 @@ describe("lmTrainStep", () => {
     const lossWith = (candidateSamples: number) => {
       const state = newState(5)
       try {
-        const r = lmTrainStep(state, batch, zeroCarriedState(batch.size, H, 1), frequencies, sampler, stepOptions({ candidateSamples }))
+        const r = lmTrainStep(state, batch, zeroCarriedState(batch.size, H, 1), frequencies, sampler, stepOptions(engine, { candidateSamples }))
         if (!r.ok) throw new Error("non-finite")
         return r.metrics.loss
       } finally {
@@ -226,11 +232,11 @@ function handBatch(windows: ReadonlyArray<{ inputs: ReadonlyArray<number>; targe
 const windowOf = (doc: EncodedDoc, from: number, to: number) => ({ inputs: Array.from(doc.ids.subarray(from, to)), targets: Array.from(doc.ids.subarray(from + 1, to + 1)) })
 
 /** Final (c, h) and summed full-softmax loss of whole sequences run from a zero state, each in one window. */
-function wholeRun(params: Params, frequencies: tf.Tensor1D, seqs: ReadonlyArray<{ inputs: ReadonlyArray<number>; targets: ReadonlyArray<number> }>, prefix = "lstm", head = "lm") {
+function wholeRun(engine: ModelEngine, params: Params, frequencies: tf.Tensor1D, seqs: ReadonlyArray<{ inputs: ReadonlyArray<number>; targets: ReadonlyArray<number> }>, prefix = "lstm", head = "lm") {
   return tf.tidy(() => {
     const batch = handBatch(seqs, seqs.map(() => 0))
-    const table = embeddingTable(params, frequencies, true)
-    const { outputs, final } = lstmSequence(params, embed(table, tf.tensor2d(batch.inputs, [batch.size, batch.steps], "int32"), undefined), batch.lengths, undefined, prefix)
+    const table = embeddingTable(engine, params, frequencies, true)
+    const { outputs, final } = lstmSequence(engine, params, embed(table, tf.tensor2d(batch.inputs, [batch.size, batch.steps], "int32"), undefined), batch.lengths, undefined, prefix)
     const flat = tf.reshape(outputs, [-1, H])
     const index: Array<number> = []
     const targets: Array<number> = []
@@ -247,6 +253,7 @@ function wholeRun(params: Params, frequencies: tf.Tensor1D, seqs: ReadonlyArray<
 }
 
 for (const fused of engines) describe(`carried state between windows (${fused ? "fused" : "reference"} LSTM)`, () => {
+  const engine = engineOf(fused)
   beforeAll(() => useEngine(fused))
 
   test("a continuing slot starts from its carried state (= one forward pass over the concatenated windows), a new document from zero, a length-0 slot keeps its state", () => {
@@ -255,13 +262,13 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
     const docs = cycleDocs(5, 9, 9, 12)
     try {
       const before = snapshot(state)
-      const options = stepOptions({ optimizer: frozen })
+      const options = stepOptions(engine, { optimizer: frozen })
       // Step 1: three slots, all new documents.
       const b1 = handBatch([windowOf(docs[0], 0, 4), windowOf(docs[1], 0, 3), windowOf(docs[2], 0, 5)], [0, 0, 0])
       const r1 = lmTrainStep(state, b1, zeroCarriedState(3, H, 1), frequencies, sampler, options)
       if (!r1.ok) throw new Error("non-finite")
       expect(r1.carried).toHaveLength(1)
-      const one = wholeRun(state.params, frequencies, [windowOf(docs[0], 0, 4), windowOf(docs[1], 0, 3), windowOf(docs[2], 0, 5)])
+      const one = wholeRun(engine, state.params, frequencies, [windowOf(docs[0], 0, 4), windowOf(docs[1], 0, 3), windowOf(docs[2], 0, 5)])
       expectClose(r1.carried[0].c, one.c, 1e-5, 1e-4)
       expectClose(r1.carried[0].h, one.h, 1e-5, 1e-4)
       // The step's loss is the mean full-softmax cross-entropy over the valid positions.
@@ -271,7 +278,7 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
       const b2 = handBatch([windowOf(docs[0], 4, 8), windowOf(docs[3], 0, 6), { inputs: [], targets: [] }], [1, 0, 1])
       const r2 = lmTrainStep(state, b2, r1.carried, frequencies, sampler, options)
       if (!r2.ok) throw new Error("non-finite")
-      const two = wholeRun(state.params, frequencies, [windowOf(docs[0], 0, 8), windowOf(docs[3], 0, 6)])
+      const two = wholeRun(engine, state.params, frequencies, [windowOf(docs[0], 0, 8), windowOf(docs[3], 0, 6)])
       const slot = (a: Float32Array, b: number) => Array.from(a.subarray(b * H, (b + 1) * H))
       expectClose(slot(r2.carried[0].c, 0), two.c.slice(0, H), 1e-5, 1e-4)
       expectClose(slot(r2.carried[0].h, 0), two.h.slice(0, H), 1e-5, 1e-4)
@@ -281,18 +288,18 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
       expect(slot(r2.carried[0].c, 2)).toEqual(slot(r1.carried[0].c, 2))
       expect(slot(r2.carried[0].h, 2)).toEqual(slot(r1.carried[0].h, 2))
       // The loss of the continuing window is computed from the carried state: window 2 of docs[0] plus docs[3].
-      const w2Loss = two.lossSum - wholeRun(state.params, frequencies, [windowOf(docs[0], 0, 4)]).lossSum
+      const w2Loss = two.lossSum - wholeRun(engine, state.params, frequencies, [windowOf(docs[0], 0, 4)]).lossSum
       expect(r2.metrics.loss).toBeCloseTo(w2Loss / b2.tokens, 4)
 
       // Ignoring the carried state would be wrong: a zero start on slot 0 gives another final state.
-      const fresh = wholeRun(state.params, frequencies, [windowOf(docs[0], 4, 8)])
+      const fresh = wholeRun(engine, state.params, frequencies, [windowOf(docs[0], 4, 8)])
       expect(slot(r2.carried[0].h, 0).some((x, k) => Math.abs(x - fresh.h[k]) > 1e-3)).toBe(true)
 
       // Step 3: slot 2 is a new document even though a state was carried: it starts from zero.
       const b3 = handBatch([windowOf(docs[0], 8, 9), windowOf(docs[3], 6, 8), windowOf(docs[4], 0, 2)], [1, 1, 0])
       const r3 = lmTrainStep(state, b3, r2.carried, frequencies, sampler, options)
       if (!r3.ok) throw new Error("non-finite")
-      const three = wholeRun(state.params, frequencies, [windowOf(docs[0], 0, 9), windowOf(docs[3], 0, 8), windowOf(docs[4], 0, 2)])
+      const three = wholeRun(engine, state.params, frequencies, [windowOf(docs[0], 0, 9), windowOf(docs[3], 0, 8), windowOf(docs[4], 0, 2)])
       expectClose(r3.carried[0].c, three.c, 1e-5, 1e-4)
       expectClose(r3.carried[0].h, three.h, 1e-5, 1e-4)
 
@@ -315,14 +322,14 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
       const windows = [...lmEvaluationBatches(docs, 3, window, false)]
       expect(windows.some((b) => b.lengths.some((n) => n === 0))).toBe(true)
       expect(windows.every((b) => b.steps >= 2)).toBe(true)
-      const evaluation = evaluateLanguageModel(state.params, frequencies, lmEvaluationBatches(docs, 3, window, false), { normalizeEmbeddings: true, bidirectional: false })
+      const evaluation = evaluateLanguageModel(state.params, frequencies, lmEvaluationBatches(docs, 3, window, false), { engine, normalizeEmbeddings: true, bidirectional: false })
       const tokens = docs.reduce((a, d) => a + d.ids.length - 1, 0)
       expect(evaluation.tokens).toBe(tokens)
       let sum = 0
       let carried = zeroCarriedState(3, H, 1)
       for (const batch of lmEvaluationBatches(docs, 3, window, false)) {
         if (batch.continues.every((x) => x === 0)) carried = zeroCarriedState(batch.size, H, 1)
-        const r = lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions({ optimizer: frozen }))
+        const r = lmTrainStep(state, batch, carried, frequencies, sampler, stepOptions(engine, { optimizer: frozen }))
         if (!r.ok) throw new Error("non-finite")
         carried = r.carried
         sum += r.metrics.loss * batch.tokens
@@ -330,7 +337,7 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
       expect(evaluation.loss[0]).toBeCloseTo(sum / tokens, 4)
       expect(evaluation.perplexity[0]).toBeCloseTo(Math.exp(evaluation.loss[0]), 6)
       // Window size does not change the evaluation (state is carried across windows).
-      const oneWindow = evaluateLanguageModel(state.params, frequencies, lmEvaluationBatches(docs, 2, 100, false), { normalizeEmbeddings: true, bidirectional: false })
+      const oneWindow = evaluateLanguageModel(state.params, frequencies, lmEvaluationBatches(docs, 2, 100, false), { engine, normalizeEmbeddings: true, bidirectional: false })
       expect(oneWindow.loss[0]).toBeCloseTo(evaluation.loss[0], 4)
     } finally {
       disposeTrainState(state)
@@ -344,7 +351,7 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
     const state = newState(12)
     const docs = cycleDocsOf([3, 2], 4)
     try {
-      const options = stepOptions({ optimizer: frozen })
+      const options = stepOptions(engine, { optimizer: frozen })
       const b1 = handBatch([windowOf(docs[0], 0, 2), windowOf(docs[1], 0, 1)], [0, 0])
       const r1 = lmTrainStep(state, b1, zeroCarriedState(2, H, 1), frequencies, sampler, options)
       if (!r1.ok) throw new Error("non-finite")
@@ -352,7 +359,7 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
       expect(b2.steps).toBe(1)
       const r2 = lmTrainStep(state, b2, r1.carried, frequencies, sampler, options)
       if (!r2.ok) throw new Error("non-finite")
-      const whole = wholeRun(state.params, frequencies, [windowOf(docs[0], 0, 3), windowOf(docs[1], 0, 2)])
+      const whole = wholeRun(engine, state.params, frequencies, [windowOf(docs[0], 0, 3), windowOf(docs[1], 0, 2)])
       expectClose(r2.carried[0].h, whole.h, 1e-5, 1e-4)
       expectClose(r2.carried[0].c, whole.c, 1e-5, 1e-4)
     } finally {
@@ -363,12 +370,13 @@ for (const fused of engines) describe(`carried state between windows (${fused ? 
 })
 
 describe("perplexity bound", () => {
+  const engine = engineOf(engines.at(-1)!)
   beforeAll(() => useEngine(engines.at(-1)!))
   test("a tiny LM trained on a cyclic corpus (V = 20) reaches held-out perplexity < 3 from ≈ V at init", () => {
     const frequencies = tf.tensor1d(frequencyValues)
     const state = newState(4)
     const heldOut = cycleDocs(20, 99)
-    const evalOptions = { normalizeEmbeddings: true, bidirectional: false }
+    const evalOptions = { engine, normalizeEmbeddings: true, bidirectional: false }
     try {
       const before = tf.memory().numTensors
       const init = evaluateLanguageModel(state.params, frequencies, lmEvaluationBatches(heldOut, 8, 5, false), evalOptions)
@@ -376,7 +384,7 @@ describe("perplexity bound", () => {
       expect(init.perplexity[0]).toBeGreaterThan(V / 2)
       expect(init.perplexity[0]).toBeLessThan(2 * V)
       const schedule = new LmSchedule(corpus, { batchSize: 10, window: 8, seed: 5, bidirectional: false })
-      trainFor(state, schedule, 150, frequencies, sampler, stepOptions({ optimizer: { ...optimizer, learningRate: 0.03 } }))
+      trainFor(state, schedule, 150, frequencies, sampler, stepOptions(engine, { optimizer: { ...optimizer, learningRate: 0.03 } }))
       const trained = evaluateLanguageModel(state.params, frequencies, lmEvaluationBatches(heldOut, 8, 5, false), evalOptions)
       expect(tf.memory().numTensors).toBe(before)
       expect(trained.tokens).toBe(heldOut.reduce((a, d) => a + d.ids.length - 1, 0))
@@ -389,6 +397,7 @@ describe("perplexity bound", () => {
 })
 
 for (const fused of engines) describe(`bidirectional LM (${fused ? "fused" : "reference"} LSTM)`, () => {
+  const engine = engineOf(fused)
   beforeAll(() => useEngine(fused))
   /** The reverse direction's parameters under the forward names (so the unidirectional code computes it). */
   const asForward = (params: Params): Params =>
@@ -409,7 +418,7 @@ for (const fused of engines) describe(`bidirectional LM (${fused ? "fused" : "re
       )
       const batch = new LmSchedule(docs, { batchSize: 4, window: 5, seed: 1, bidirectional: true }).nextBatch()
       expect(batch.reverse).toBeDefined()
-      const r = lmTrainStep(bi, batch, zeroCarriedState(4, H, 2), frequencies, sampler, stepOptions({ optimizer: frozen, bidirectional: true }))
+      const r = lmTrainStep(bi, batch, zeroCarriedState(4, H, 2), frequencies, sampler, stepOptions(engine, { optimizer: frozen, bidirectional: true }))
       if (!r.ok) throw new Error("non-finite")
       expect(r.carried).toHaveLength(2)
 
@@ -419,7 +428,7 @@ for (const fused of engines) describe(`bidirectional LM (${fused ? "fused" : "re
         const state = createTrainState(copy)
         tf.dispose(Object.values(copy))
         try {
-          const out = lmTrainStep(state, b, zeroCarriedState(4, H, 1), frequencies, sampler, stepOptions({ optimizer: frozen }))
+          const out = lmTrainStep(state, b, zeroCarriedState(4, H, 1), frequencies, sampler, stepOptions(engine, { optimizer: frozen }))
           if (!out.ok) throw new Error("non-finite")
           return out
         } finally {
@@ -435,12 +444,12 @@ for (const fused of engines) describe(`bidirectional LM (${fused ? "fused" : "re
       expectClose(r.carried[1].h, rev.carried[0].h, 1e-5, 1e-4)
       expectClose(r.carried[1].c, rev.carried[0].c, 1e-5, 1e-4)
 
-      const evalBi = evaluateLanguageModel(bi.params, frequencies, lmEvaluationBatches(docs, 3, 4, true), { normalizeEmbeddings: true, bidirectional: true })
+      const evalBi = evaluateLanguageModel(bi.params, frequencies, lmEvaluationBatches(docs, 3, 4, true), { engine, normalizeEmbeddings: true, bidirectional: true })
       expect(evalBi.loss).toHaveLength(2)
       expect(evalBi.perplexity).toHaveLength(2)
       const reversedDocs = docs.map((d) => ({ ids: reverseIds(d.ids), label: -1 }))
-      const evalFwd = evaluateLanguageModel(fwdParams, frequencies, lmEvaluationBatches(docs, 3, 4, false), { normalizeEmbeddings: true, bidirectional: false })
-      const evalRev = evaluateLanguageModel(asForward(bi.params), frequencies, lmEvaluationBatches(reversedDocs, 3, 4, false), { normalizeEmbeddings: true, bidirectional: false })
+      const evalFwd = evaluateLanguageModel(fwdParams, frequencies, lmEvaluationBatches(docs, 3, 4, false), { engine, normalizeEmbeddings: true, bidirectional: false })
+      const evalRev = evaluateLanguageModel(asForward(bi.params), frequencies, lmEvaluationBatches(reversedDocs, 3, 4, false), { engine, normalizeEmbeddings: true, bidirectional: false })
       expect(evalBi.loss[0]).toBeCloseTo(evalFwd.loss[0], 4)
       expect(evalBi.loss[1]).toBeCloseTo(evalRev.loss[0], 4)
     } finally {
@@ -456,7 +465,7 @@ for (const fused of engines) describe(`bidirectional LM (${fused ? "fused" : "re
       const before = snapshot(state)
       const schedule = new LmSchedule(corpus, { batchSize: 6, window: 6, seed: 3, bidirectional: true })
       const count = tf.memory().numTensors
-      const losses = trainFor(state, schedule, 40, frequencies, sampler, stepOptions({ bidirectional: true, candidateSamples: 8, embeddingKeepProb: 0.8 }), () => {
+      const losses = trainFor(state, schedule, 40, frequencies, sampler, stepOptions(engine, { bidirectional: true, candidateSamples: 8, embeddingKeepProb: 0.8 }), () => {
         expect(tf.memory().numTensors).toBe(count)
       })
       const after = snapshot(state)

@@ -4,12 +4,14 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import type { ActiveBackend } from "../../src/engine/backend.ts"
+import { REFERENCE_ENGINE } from "../../src/engine/model-engine.ts"
 import { RunDirError } from "../../src/errors.ts"
 import { readCheckpoint, trainStateFromCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.ts"
 import { disposeTrainState } from "../../src/model/optimizer.ts"
 import { loadClassifier, openClassifier } from "../../src/use/classifier.ts"
 import { score } from "../../src/use/scores.ts"
-import { maxAbsDiff } from "../helpers.ts"
+import { initBackend, maxAbsDiff } from "../helpers.ts"
 import { tempDir } from "../pipeline/fixtures.ts"
 import { trainTinyRun } from "./fixtures.ts"
 
@@ -83,6 +85,26 @@ describe("loadClassifier", () => {
     )
     expect(labels).toEqual(["pos", "neg"])
     expect(tf.memory().numTensors).toBe(before)
+  })
+
+  test("a selected ActiveBackend is kept as it is, and the model runs on its engine (reference or fused: the same numbers)", async () => {
+    const texts = testDocs(run.data).map((d) => d.text)
+    const probabilitiesWith = async (backend: ActiveBackend) => {
+      const classifier = await openClassifier(run.runDir, { backend })
+      try {
+        const out = classifier.classify(texts).flatMap((p) => p.probabilities)
+        // Not re-selected: "auto" would have switched to wasm.
+        expect(tf.getBackend()).toBe("cpu")
+        return out
+      } finally {
+        await classifier.close()
+      }
+    }
+    const reference = await initBackend("cpu", { fusedLstm: "off" })
+    expect(reference.engine).toBe(REFERENCE_ENGINE)
+    const fromReference = await probabilitiesWith(reference)
+    const fromDefault = await probabilitiesWith(await initBackend("cpu"))
+    expect(maxAbsDiff(fromReference, fromDefault)).toBeLessThan(1e-5)
   })
 
   describe("bad run directories get a RunDirError saying what is wrong", () => {
