@@ -1,6 +1,7 @@
 /**
- * Structure checks anyone can rerun (issue "one training loop…"): import cycles among src/ modules (runtime imports;
- * `import type` is erased and cannot form a cycle at run time), and functions longer than a limit in src/pipeline.
+ * Structure checks anyone can rerun (issue "one training loop…"): import cycles among src/ modules (type-only imports
+ * count too: they are erased at run time, but a cycle through types is still two modules that cannot be read apart),
+ * and functions longer than a limit in src/pipeline.
  *   bun scripts/structure.ts [--max-lines 80]
  * Prints what it finds and exits 1 if anything is over.
  */
@@ -27,8 +28,8 @@ for (const file of sources) {
   const source = ts.createSourceFile(file, readFileSync(file, "utf8"), ts.ScriptTarget.Latest, true)
   const edges: Array<string> = []
   for (const statement of source.statements) {
-    const isImport = ts.isImportDeclaration(statement) && !statement.importClause?.isTypeOnly && !allNamedTypeOnly(statement)
-    const isReexport = ts.isExportDeclaration(statement) && !statement.isTypeOnly && statement.moduleSpecifier !== undefined
+    const isImport = ts.isImportDeclaration(statement)
+    const isReexport = ts.isExportDeclaration(statement) && statement.moduleSpecifier !== undefined
     if (!isImport && !isReexport) continue
     const specifier = (statement as ts.ImportDeclaration | ts.ExportDeclaration).moduleSpecifier
     if (specifier === undefined || !ts.isStringLiteral(specifier) || !specifier.text.startsWith(".")) continue
@@ -48,14 +49,6 @@ for (const file of sources) {
     }
     visit(source)
   }
-}
-
-/** An import whose named bindings are all `type` (import { type A, type B } from …) is erased too. */
-function allNamedTypeOnly(statement: ts.ImportDeclaration): boolean {
-  const clause = statement.importClause
-  if (clause === undefined || clause.name !== undefined) return false
-  const bindings = clause.namedBindings
-  return bindings !== undefined && ts.isNamedImports(bindings) && bindings.elements.length > 0 && bindings.elements.every((e) => e.isTypeOnly)
 }
 
 // Strongly connected components (Tarjan): every component with more than one module, or a self-import, is a cycle.

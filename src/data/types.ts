@@ -1,6 +1,13 @@
 import type { Stream } from "effect"
 import type { DataError } from "../errors.ts"
 
+/** `dataset.kind`: the published datasets (src/pipeline/data.ts loads each), or the user's own files. */
+export const DATASET_KINDS = ["rt", "imdb", "dbpedia", "ag-news", "elec", "rcv1", "custom"] as const
+/** `unlabeled.source`: IMDB's sentences (train + unsup, the RT setting), IMDB's unsup reviews, or the user's file. */
+export const UNLABELED_SOURCES = ["none", "imdb-sentences", "imdb-unsup", "custom"] as const
+/** `data.validationSplit`: a seeded random slice, or the IMDB first author's id-based slice (spec A1.2). */
+export const VALIDATION_SPLITS = ["random", "imdb-author"] as const
+
 /** One labeled document; `label` indexes `LabeledCorpus.classes`. */
 export interface LabeledDoc {
   readonly text: string

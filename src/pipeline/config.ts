@@ -12,7 +12,7 @@ import { OPTIMIZER_DEFAULTS } from "../model/optimizer.ts"
 import { CUSTOM_FORMATS } from "../data/sources.ts"
 import { TOKENIZERS } from "../stages/tokenize.ts"
 import { DEFAULT_PERTURBATION, METHODS } from "../method/method.ts"
-import { DATASET_KINDS, UNLABELED_SOURCES, VALIDATION_SPLITS } from "./data.ts"
+import { DATASET_KINDS, UNLABELED_SOURCES, VALIDATION_SPLITS } from "../data/types.ts"
 import { PRETRAINED_PARTS } from "./restore.ts"
 
 /**

@@ -9,7 +9,7 @@
  */
 import { Effect, Stream } from "effect"
 import { imdbUnlabeled, loadAgNews, loadCustom, loadDbpedia, loadElec, loadImdb, loadRcv1, loadRottenTomatoes, unlabeledLines } from "../data/sources.ts"
-import type { DataLocation, LabeledCorpus, LabeledDoc, UnlabeledSource } from "../data/types.ts"
+import { DATASET_KINDS, type DataLocation, type LabeledCorpus, type LabeledDoc, UNLABELED_SOURCES, type UnlabeledSource, VALIDATION_SPLITS } from "../data/types.ts"
 import { type DataError, InvalidDataset } from "../errors.ts"
 import { permutation, rng } from "../random.ts"
 import { encodeDocument, type EncodedDoc } from "../stages/batch.ts"
@@ -39,12 +39,10 @@ const PUBLISHED = {
   rcv1: loadRcv1
 } satisfies Record<string, (location: DataLocation) => Effect.Effect<LabeledCorpus, DataError>>
 
-/** `dataset.kind`: the published datasets this module loads, or the user's own files. */
-export const DATASET_KINDS = ["rt", "imdb", "dbpedia", "ag-news", "elec", "rcv1", "custom"] as const satisfies ReadonlyArray<keyof typeof PUBLISHED | "custom">
-/** `unlabeled.source`: IMDB's sentences (train + unsup, the RT setting), IMDB's unsup reviews, or the user's file. */
-export const UNLABELED_SOURCES = ["none", "imdb-sentences", "imdb-unsup", "custom"] as const
-/** `data.validationSplit`: a seeded random slice, or the IMDB first author's id-based slice (spec A1.2). */
-export const VALIDATION_SPLITS = ["random", "imdb-author"] as const
+// Every published kind has a loader, and nothing else does.
+PUBLISHED satisfies Record<Exclude<(typeof DATASET_KINDS)[number], "custom">, unknown>
+DATASET_KINDS satisfies ReadonlyArray<keyof typeof PUBLISHED | "custom">
+export { DATASET_KINDS, UNLABELED_SOURCES, VALIDATION_SPLITS }
 
 /** The labeled corpus and the unlabeled source named by the config. */
 export const loadSources = (

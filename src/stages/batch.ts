@@ -13,7 +13,6 @@
  */
 import { Stream } from "effect"
 import { permutation, rng } from "../random.ts"
-import { reverseIds } from "./lm-batch.ts"
 
 export interface EncodedDoc {
   /** Vocabulary ids, EOS last. */
@@ -187,4 +186,15 @@ export function evaluationBatches(docs: ReadonlyArray<EncodedDoc>, batchSize: nu
     batches.push(makeBatch(order.slice(start, start + batchSize).map((i) => docs[i]), window, bidirectional))
   }
   return batches
+}
+
+/** The reverse sequence's ids (bidirectional model and reverse LM): words reversed, EOS kept last (spec A1.4). */
+export function reverseIds(ids: Int32Array): Int32Array {
+  return Int32Array.from({ length: ids.length }, (_, p) => reversedAt(ids, p))
+}
+
+/** Position p of reverseIds(ids), without building it (a long document is read one window at a time). */
+export const reversedAt = (ids: Int32Array, p: number): number => {
+  const last = ids.length - 1
+  return p < last ? ids[last - 1 - p] : ids[last]
 }

@@ -11,7 +11,9 @@
  * a pure function of (seed, step) — `LmSchedule.at` replays it from step 0 — so `--resume` gets the same batches.
  */
 import { permutation, rng } from "../random.ts"
-import type { EncodedDoc } from "./batch.ts"
+import { type EncodedDoc, reversedAt } from "./batch.ts"
+
+export { reverseIds } from "./batch.ts"
 
 export interface LmBatch {
   readonly size: number
@@ -37,17 +39,6 @@ interface Slot {
 
 /** Positions of a document's LM sequence: every token but the last (EOS) is an input. */
 export const lmLength = (doc: EncodedDoc): number => doc.ids.length - 1
-
-/** The reverse LM sequence's ids: words reversed, EOS kept last (spec A1.4). */
-export function reverseIds(ids: Int32Array): Int32Array {
-  return Int32Array.from({ length: ids.length }, (_, p) => reversedAt(ids, p))
-}
-
-/** Position p of reverseIds(ids), without building it (a long document is read one window at a time). */
-const reversedAt = (ids: Int32Array, p: number): number => {
-  const last = ids.length - 1
-  return p < last ? ids[last - 1 - p] : ids[last]
-}
 
 /**
  * One batch of windows: row b holds positions [offset, offset + lengths[b]) of document b's LM sequence (and of its
