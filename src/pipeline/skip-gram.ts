@@ -53,6 +53,8 @@ export const runSkipGram = (config: Config, options: LoopOptions): Effect.Effect
           `vocabulary ${V}; D ${config.model.embeddingDim}, window ${sg.window}, ${sg.negatives} negatives, ${sg.epochs} epochs`
       )
       const writeMetrics = yield* storage.metricsLog(runDir, false, 0)
+      // Rate and ETA count from here, not from the start of data loading.
+      const trainingStarted = performance.now()
       const result = trainSkipGram(
         docs,
         V,
@@ -60,11 +62,12 @@ export const runSkipGram = (config: Config, options: LoopOptions): Effect.Effect
         { dim: config.model.embeddingDim, seed: config.seed, ...sg },
         (p) => {
           const seconds = (performance.now() - started) / 1000
+          const trainingSeconds = (performance.now() - trainingStarted) / 1000
           const share = p.tokensDone / p.tokensTotal
           writeMetrics({ tokens: p.tokensDone, epoch: p.epoch + 1, skipGramLoss: p.loss, learningRate: p.learningRate, wallSeconds: seconds })
           progress.status(
             `skip-gram epoch ${p.epoch + 1}/${sg.epochs} · ${(100 * share).toFixed(1)}% · loss ${p.loss.toFixed(4)} · ` +
-              `${Math.round(p.tokensDone / seconds).toLocaleString()} tokens/s · ETA ${formatDuration(((1 - share) * seconds) / Math.max(share, 1e-9))}`
+              `${Math.round(p.tokensDone / trainingSeconds).toLocaleString()} tokens/s · ETA ${formatDuration(((1 - share) * trainingSeconds) / Math.max(share, 1e-9))}`
           )
           return !stop.requested
         },
