@@ -7,13 +7,13 @@
  * It takes minutes, so it keeps no resumable state: Ctrl-C stops it between documents and nothing is written.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import { join } from "node:path"
 import { InvalidDataset, type UserError } from "../errors.ts"
 import { EMBEDDING } from "../model/classifier.ts"
 import { CHECKPOINT } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState } from "../model/optimizer.ts"
-import { rescaleToStd, trainSkipGram } from "../stages/skip-gram.ts"
+import { rescaleToStd, skipGramSteps } from "../stages/skip-gram.ts"
 import type { Config } from "./config.ts"
 import { type LoopOptions, type LoopOutcome, startRun } from "./loop.ts"
 import { formatDuration } from "./progress.ts"
@@ -34,6 +34,8 @@ export interface SkipGramSummary {
 
 export type SkipGramOutcome = LoopOutcome<SkipGramSummary>
 
+const STOPPED = "stopped; nothing written (skip-gram keeps no resumable state). Run the same command again to start over."
+
 /** The classifier's embedding init is U(−1, 1); the pretrained vectors are scaled to its standard deviation. */
 const INIT_STD = 1 / Math.sqrt(3)
 
@@ -53,30 +55,38 @@ export const runSkipGram = (config: Config, options: LoopOptions): Effect.Effect
           `vocabulary ${V}; D ${config.model.embeddingDim}, window ${sg.window}, ${sg.negatives} negatives, ${sg.epochs} epochs`
       )
       const writeMetrics = yield* storage.metricsLog(runDir, false, 0)
+      yield* Effect.addFinalizer((exit) =>
+        Exit.hasInterrupts(exit) ? Effect.sync(() => progress.line(STOPPED)) : Effect.void
+      )
       // Rate and ETA count from here, not from the start of data loading.
       const trainingStarted = performance.now()
-      const result = trainSkipGram(
+      const steps = skipGramSteps(
         docs,
         V,
         eos,
         { dim: config.model.embeddingDim, seed: config.seed, ...sg },
-        (p) => {
-          const seconds = (performance.now() - started) / 1000
-          const trainingSeconds = (performance.now() - trainingStarted) / 1000
-          const share = p.tokensDone / p.tokensTotal
-          writeMetrics({ tokens: p.tokensDone, epoch: p.epoch + 1, skipGramLoss: p.loss, learningRate: p.learningRate, wallSeconds: seconds })
-          progress.status(
-            `skip-gram epoch ${p.epoch + 1}/${sg.epochs} · ${(100 * share).toFixed(1)}% · loss ${p.loss.toFixed(4)} · ` +
-              `${Math.round(p.tokensDone / trainingSeconds).toLocaleString()} tokens/s · ETA ${formatDuration(((1 - share) * trainingSeconds) / Math.max(share, 1e-9))}`
-          )
-          return !stop.requested
-        },
         // ~200 reports a run (each one a chance to stop), at most one per million tokens.
         Math.max(1_000, Math.min(1_000_000, Math.floor((tokens * sg.epochs) / 200)))
       )
+      let next = steps.next(true)
+      while (next.done !== true) {
+        const p = next.value
+        const seconds = (performance.now() - started) / 1000
+        const trainingSeconds = (performance.now() - trainingStarted) / 1000
+        const share = p.tokensDone / p.tokensTotal
+        writeMetrics({ tokens: p.tokensDone, epoch: p.epoch + 1, skipGramLoss: p.loss, learningRate: p.learningRate, wallSeconds: seconds })
+        progress.status(
+          `skip-gram epoch ${p.epoch + 1}/${sg.epochs} · ${(100 * share).toFixed(1)}% · loss ${p.loss.toFixed(4)} · ` +
+            `${Math.round(p.tokensDone / trainingSeconds).toLocaleString()} tokens/s · ETA ${formatDuration(((1 - share) * trainingSeconds) / Math.max(share, 1e-9))}`
+        )
+        // A macrotask turn: signal handlers run and an interruption of this fiber lands here.
+        yield* Effect.sleep(0)
+        next = steps.next(!stop.requested)
+      }
+      const result = next.value
       progress.done()
       if (stop.requested) {
-        progress.line(`stopped; nothing written (skip-gram keeps no resumable state). Run the same command again to start over.`)
+        progress.line(STOPPED)
         return { status: "interrupted", step: 0 } as const
       }
       const wallSeconds = (performance.now() - started) / 1000

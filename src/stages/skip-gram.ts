@@ -71,6 +71,24 @@ export function trainSkipGram(
   report: (p: SkipGramProgress) => boolean | void = () => {},
   reportEvery = 1_000_000
 ): SkipGramResult {
+  const steps = skipGramSteps(docs, vocabSize, boundary, options, reportEvery)
+  for (let next = steps.next(true); ; ) {
+    if (next.done === true) return next.value
+    next = steps.next(report(next.value) !== false)
+  }
+}
+
+/**
+ * The same training as a generator that pauses at every progress report (every `reportEvery` tokens, and once at the
+ * end) so a driver can yield to the event loop there (signals, interruption); `next(false)` stops it early.
+ */
+export function* skipGramSteps(
+  docs: ReadonlyArray<Int32Array>,
+  vocabSize: number,
+  boundary: number,
+  options: SkipGramOptions,
+  reportEvery = 1_000_000
+): Generator<SkipGramProgress, SkipGramResult, boolean> {
   const { dim: D, window, negatives, epochs, subsample } = options
   const counts = new Float64Array(vocabSize)
   let tokensPerEpoch = 0
@@ -177,12 +195,12 @@ export function trainSkipGram(
         lossOfLastReport = pairs > 0 ? lossSum / pairs : 0
         lossSum = 0
         pairs = 0
-        if (report({ tokensDone: done, tokensTotal: totalTokens, epoch, loss: lossOfLastReport, learningRate: alpha }) === false) stopped = true
+        if (!(yield { tokensDone: done, tokensTotal: totalTokens, epoch, loss: lossOfLastReport, learningRate: alpha })) stopped = true
       }
     }
   }
   const finalLoss = pairs > 0 ? lossSum / pairs : lossOfLastReport
-  report({ tokensDone: done, tokensTotal: totalTokens, epoch: epochs - 1, loss: finalLoss, learningRate: 0 })
+  yield { tokensDone: done, tokensTotal: totalTokens, epoch: epochs - 1, loss: finalLoss, learningRate: 0 }
   return { vectors: input, tokensPerEpoch, finalLoss }
 }
 

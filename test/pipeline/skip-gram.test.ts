@@ -58,3 +58,16 @@ describe("runSkipGram", () => {
     expect(existsSync(join(dir, CHECKPOINT))).toBe(false)
   })
 })
+
+test("interrupting the skip-gram fiber mid-training stops it between reports, writes nothing and says so", async () => {
+  const { Fiber } = await import("effect")
+  const dir = join(tempDir(), "interrupted")
+  const lines: Array<string> = []
+  const progress: Progress = { ...silentProgress, line: (l) => void lines.push(l), status: () => void 0 }
+  const fiber = Effect.runFork(runSkipGram(config({ skipGram: { epochs: 400 } }), { runDir: dir, progress }))
+  // Wait until training has produced progress (metrics appear), then interrupt.
+  while (!existsSync(join(dir, "metrics.jsonl")) || readFileSync(join(dir, "metrics.jsonl"), "utf8").length === 0) await Bun.sleep(20)
+  await Effect.runPromise(Fiber.interrupt(fiber))
+  expect(existsSync(join(dir, CHECKPOINT))).toBe(false)
+  expect(lines.at(-1)).toContain("stopped; nothing written")
+}, 60_000)
