@@ -51,7 +51,7 @@ export interface LoopOptions {
 export type LoopOutcome<S> = { readonly status: "completed"; readonly summary: S } | { readonly status: "interrupted"; readonly step: number }
 
 /** One turn of the event loop, where signal handlers run; the fiber can be interrupted while it waits. */
-const eventLoopTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+export const eventLoopTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 /**
  * One evaluation pass, a batch per event-loop turn: a stop request or an interruption (Ctrl-C or SIGTERM in the CLI)

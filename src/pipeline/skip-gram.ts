@@ -15,7 +15,7 @@ import { CHECKPOINT } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState } from "../model/optimizer.ts"
 import { rescaleToStd, skipGramSteps } from "../stages/skip-gram.ts"
 import type { Config } from "./config.ts"
-import { type LoopOptions, type LoopOutcome, startRun } from "./loop.ts"
+import { eventLoopTurn, type LoopOptions, type LoopOutcome, startRun } from "./loop.ts"
 import { formatDuration } from "./progress.ts"
 import { runDirError } from "./run-dir.ts"
 
@@ -79,8 +79,8 @@ export const runSkipGram = (config: Config, options: LoopOptions): Effect.Effect
           `skip-gram epoch ${p.epoch + 1}/${sg.epochs} · ${(100 * share).toFixed(1)}% · loss ${p.loss.toFixed(4)} · ` +
             `${Math.round(p.tokensDone / trainingSeconds).toLocaleString()} tokens/s · ETA ${formatDuration(((1 - share) * trainingSeconds) / Math.max(share, 1e-9))}`
         )
-        // A macrotask turn: signal handlers run and an interruption of this fiber lands here.
-        yield* Effect.sleep(0)
+        // Signal handlers run here, and an interruption of this fiber lands here.
+        yield* eventLoopTurn
         next = steps.next(!stop.requested)
       }
       const result = next.value
