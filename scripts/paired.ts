@@ -5,6 +5,7 @@
  * test error, the paired difference (mean ± sample std, in points) and on how many splits it is lower.
  */
 import { readFileSync } from "node:fs"
+import { mean, std } from "../src/pipeline/experiment.ts"
 
 interface Summary {
   readonly method: string
@@ -13,8 +14,6 @@ interface Summary {
   readonly validationError: number | null
 }
 
-const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
-const std = (xs: ReadonlyArray<number>) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)))
 
 function cells(spec: string): { readonly label: string; readonly bySeed: Map<number, Summary> } {
   const at = spec.lastIndexOf(":")

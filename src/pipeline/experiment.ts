@@ -16,6 +16,7 @@ import { ConfigError, type UserError } from "../errors.ts"
 import { METHODS, type Method } from "../method/method.ts"
 import { type Config, loadConfigFile } from "./config.ts"
 import { type PretrainSummary, runPretraining } from "./pretrain.ts"
+import { taskLabel } from "./inspect.ts"
 import { consoleProgress, type Progress } from "./progress.ts"
 import type { LoopOutcome } from "./loop.ts"
 import { runPipeline, type RunSummary } from "./run.ts"
@@ -27,8 +28,9 @@ export interface Cell {
   readonly summary: RunSummary
 }
 
-const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
-const std = (xs: ReadonlyArray<number>) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)))
+export const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
+/** Sample standard deviation (0 for fewer than two values). */
+export const std = (xs: ReadonlyArray<number>) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)))
 const pct = (x: number) => (100 * x).toFixed(2)
 
 /** The markdown results table: mean ± std test error per method, and the paired difference to the baseline. */
@@ -67,7 +69,7 @@ const gridCell = <S>(signals: SignalStop, runDir: string, run: (resume: boolean)
 const pretrainingGrid = (base: Config, seeds: ReadonlyArray<number>, root: string, dataDir: string | undefined, signals: SignalStop, progress: Progress) =>
   Effect.gen(function* () {
     const rows: Array<PretrainSummary | SkipGramSummary> = []
-    const what = base.task === "skip-gram" ? "skip-gram embedding" : "language model"
+    const what = taskLabel(base)
     for (const seed of seeds) {
       if (signals.signalled()) break
       const runDir = join(root, `seed${seed}`)
