@@ -35,6 +35,9 @@ function uniform(shape: Array<number>, limit: number, random: Rng): Float32Array
   return out
 }
 
+/** The embedding starts U(−limit, limit) (spec A2). */
+export const EMBEDDING_INIT_LIMIT = 1
+
 /**
  * Initial values (spec A2): embedding U(−1, 1); glorot-uniform kernels (the LSTM's over its fused [D+H, 4H]); zero biases.
  * A bidirectional model adds the reverse LSTM, and its head reads the 2H concatenated features.
@@ -51,7 +54,7 @@ export function initialParams(shape: ModelShape, random: Rng): Record<string, tf
   })
   const F = shape.bidirectional === true ? 2 * H : H
   return {
-    [EMBEDDING]: tf.tensor2d(uniform([V, D], 1, random), [V, D]),
+    [EMBEDDING]: tf.tensor2d(uniform([V, D], EMBEDDING_INIT_LIMIT, random), [V, D]),
     ...lstmParams("lstm"),
     ...(shape.bidirectional === true ? lstmParams("lstmReverse") : {}),
     "head/hiddenKernel": tf.tensor2d(uniform([F, K], glorot(F, K), random), [F, K]),

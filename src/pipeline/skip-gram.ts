@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Exit } from "effect"
 import { join } from "node:path"
 import { InvalidDataset, type UserError } from "../errors.ts"
-import { EMBEDDING } from "../model/classifier.ts"
+import { EMBEDDING, EMBEDDING_INIT_LIMIT } from "../model/classifier.ts"
 import { CHECKPOINT } from "../model/checkpoint.ts"
 import { createTrainState, disposeTrainState } from "../model/optimizer.ts"
 import { rescaleToStd, skipGramSteps } from "../stages/skip-gram.ts"
@@ -36,8 +36,8 @@ export type SkipGramOutcome = LoopOutcome<SkipGramSummary>
 
 const STOPPED = "stopped; nothing written (skip-gram keeps no resumable state). Run the same command again to start over."
 
-/** The classifier's embedding init is U(−1, 1); the pretrained vectors are scaled to its standard deviation. */
-const INIT_STD = 1 / Math.sqrt(3)
+/** The pretrained vectors are scaled to the standard deviation of the classifier's U(−limit, limit) initial embedding. */
+const INIT_STD = EMBEDDING_INIT_LIMIT / Math.sqrt(3)
 
 export const runSkipGram = (config: Config, options: LoopOptions): Effect.Effect<SkipGramOutcome, UserError> =>
   Effect.scoped(
